@@ -1,0 +1,39 @@
+# ahsar-deploy: `make demo` and `make test` install into .venv on first use.
+# The install order follows ../shared/ENV.md: lava-nc 0.10 / lava-dl 0.6 declare
+# Python < 3.11, so torch and the dependencies come first and lava without deps last.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+BUILD   ?= build
+SAMPLES ?= 360
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@echo "== installing into $(VENV) (first run only; about 2 minutes)"
+	@start=$$(date +%s); \
+	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
+	$(BIN)/pip install -q --upgrade pip && \
+	$(BIN)/pip install -q torch==2.13.0 && \
+	$(BIN)/pip install -q "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
+	  "networkx<=2.8.7" "scikit-learn>=1.5,<2" "h5py>=3.7,<4" "matplotlib<4" \
+	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
+	  "tqdm>=4.60" "pytest>=7" "hypothesis>=6" && \
+	$(BIN)/pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
+	$(BIN)/pip install -q --no-deps -e . && \
+	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ahsar train --data digits --method ahsar --arch mlp --epochs 30 --seed 0 -o $(BUILD)/model.pt
+	$(BIN)/ahsar-export $(BUILD)/model.pt --target loihi -o $(BUILD)/loihi --force
+	$(BIN)/ahsar run $(BUILD)/loihi --backend lava --data digits --samples $(SAMPLES)
+	$(BIN)/ahsar energy $(BUILD)/loihi --data digits --samples $(SAMPLES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

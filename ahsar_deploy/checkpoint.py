@@ -1,0 +1,196 @@
+"""Self-describing checkpoints (model.pt): written by `ahsar train`, read as untrusted.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads
+with torch.load(weights_only=True): unpickling can build nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ModelFileError, UnsupportedLayerError
+from .ir import DeployGraph, Layer
+from .regulator import AHSARConfig
+from .snn import METHODS, SNN
+
+FORMAT = "ahsar-deploy.checkpoint"
+VERSION = 1
+LAYER_TYPES = ("cuba_lif_dense",)
+
+
+def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
+                    test_accuracy: float, test_rates: list[float]) -> dict:
+    first = model.layers[0]
+    reg = model.regulator
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": {"kind": "mlp", "sizes": list(model.sizes),
+                 "layers": [{"type": "cuba_lif_dense", "n_in": l.fc.in_features,
+                             "n_out": l.fc.out_features} for l in model.layers]},
+        "neuron": {"model": "cuba-lif", "i_decay": first.i_decay, "v_decay": first.v_decay,
+                   "reset": "zero", "spike": "v > theta", "dt_s": 1e-3},
+        "method": model.method,
+        "regulator": None if reg is None else {
+            "name": "AHSAR", "config": reg.config.to_dict(),
+            "regulated_layers": list(range(reg.n_layers))},
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "thresholds": [[float(t) for t in th] for th in model.thresholds()],
+        "data": {"name": data.name, "n_features": data.n_features, "n_classes": data.n_classes,
+                 "encoding": "rate-deterministic", "steps": steps},
+        "seed": seed,
+        "history": history,
+        "test_accuracy": test_accuracy,
+        "test_rates": test_rates,
+        "torch_version": str(torch.__version__),
+    }
+
+
+def save(ckpt: dict, path: str | Path) -> None:
+    """Write atomically: a temp file beside the target, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _reason(e: Exception) -> str:
+    """The telling line of a torch.load failure (weights-only refusals name the global)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "Unsupported global" in ln or "Unsupported operand" in ln:
+            return ln.split("error: ", 1)[-1][:200]
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def load(path: str | Path) -> dict:
+    """Load and check a checkpoint; every failure is a one-line ModelFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or unsafe files
+        raise ModelFileError(f"{path}: not a loadable weights-only checkpoint ({_reason(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an ahsar-deploy checkpoint (no format={FORMAT!r} field)")
+    if ckpt.get("version") != VERSION:
+        raise ModelFileError(f"{path}: checkpoint version {ckpt.get('version')!r} unsupported "
+                             f"(this toolchain reads version {VERSION})")
+    for key in ("arch", "neuron", "method", "state_dict", "data"):
+        if key not in ckpt:
+            raise ModelFileError(f"{path}: checkpoint lacks the {key!r} field")
+    return ckpt
+
+
+def _field(d: dict, key: str, kind, where: str):
+    v = d.get(key) if isinstance(d, dict) else None
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        raise ModelFileError(f"{where}: field {key!r} missing or not {getattr(kind, '__name__', kind)}")
+    return v
+
+
+def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
+    """Rebuild the trained SNN from a checkpoint dict, checking every field."""
+    arch = _field(ckpt, "arch", dict, where)
+    layers = _field(arch, "layers", list, f"{where}: arch")
+    for i, spec in enumerate(layers):
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in LAYER_TYPES:
+            raise UnsupportedLayerError(
+                f"{where}: layer {i} has type {kind!r}; supported: {', '.join(LAYER_TYPES)}")
+    sizes = _field(arch, "sizes", list, f"{where}: arch")
+    if (len(sizes) != len(layers) + 1 or not all(isinstance(s, int) and s > 0 for s in sizes)):
+        raise ModelFileError(f"{where}: arch.sizes {sizes!r} does not match its {len(layers)} layers")
+    neuron = _field(ckpt, "neuron", dict, where)
+    i_decay = _field(neuron, "i_decay", int, f"{where}: neuron")
+    v_decay = _field(neuron, "v_decay", int, f"{where}: neuron")
+    for name, d in (("i_decay", i_decay), ("v_decay", v_decay)):
+        if not 0 <= d <= 4096:
+            raise ModelFileError(f"{where}: neuron.{name}={d} outside Loihi's 0..4096")
+    if neuron.get("reset", "zero") != "zero":
+        raise UnsupportedLayerError(f"{where}: reset mode {neuron.get('reset')!r}; supported: 'zero'")
+    method = ckpt.get("method")
+    if method not in METHODS:
+        raise ModelFileError(f"{where}: method {method!r} unknown; known: {', '.join(METHODS)}")
+    reg = ckpt.get("regulator")
+    try:
+        config = AHSARConfig.from_dict(reg["config"]) if isinstance(reg, dict) else None
+        model = SNN(sizes, i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
+    state = _field(ckpt, "state_dict", dict, where)
+    expected = model.state_dict()
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise UnsupportedLayerError(f"{where}: state_dict has entries this toolchain does not "
+                                    f"deploy: {', '.join(unexpected[:5])}")
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ModelFileError(f"{where}: state_dict lacks {', '.join(missing[:5])}")
+    for key, ref in expected.items():
+        t = state[key]
+        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or not t.is_floating_point():
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ModelFileError(f"{where}: {key} has shape/type {shape}, expected float "
+                                 f"{tuple(ref.shape)}")
+        if not torch.isfinite(t).all():
+            raise ModelFileError(f"{where}: {key} contains NaN or Inf")
+    model.load_state_dict(state)
+    for l, layer in enumerate(model.layers):
+        if not (layer.theta_base > 0).all():
+            raise ModelFileError(f"{where}: layers.{l}.theta_base must be positive")
+    model.eval()
+    return model
+
+
+def to_graph(path: str | Path) -> DeployGraph:
+    """Import stage: checkpoint file -> float DeployGraph with thresholds as trained."""
+    ckpt = load(path)
+    model = build_model(ckpt, where=str(path))
+    data = _field(ckpt, "data", dict, str(path))
+    steps = _field(data, "steps", int, f"{path}: data")
+    if steps <= 0:
+        raise ModelFileError(f"{path}: data.steps must be positive")
+    rates = ckpt.get("test_rates")
+    rates = rates if isinstance(rates, list) and len(rates) == len(model.layers) else [None] * len(model.layers)
+    layers = []
+    n_layers = len(model.layers)
+    for l, (layer, th) in enumerate(zip(model.layers, model.thresholds())):
+        layers.append(Layer(
+            name=f"layer{l}",
+            weight=layer.fc.weight.detach().double().numpy().copy(),
+            threshold=th.detach().double().numpy().copy(),
+            i_decay=layer.i_decay, v_decay=layer.v_decay,
+            regulated=model.regulator is not None and l < n_layers - 1,
+            train_rate=float(rates[l]) if isinstance(rates[l], (int, float)) and math.isfinite(rates[l]) else None))
+    acc = ckpt.get("test_accuracy")
+    return DeployGraph(
+        layers=tuple(layers), n_inputs=model.sizes[0], steps=steps,
+        dataset=str(data.get("name")), encoding=str(data.get("encoding", "rate-deterministic")),
+        method=model.method, source_sha256=sha256(path),
+        float_accuracy=float(acc) if isinstance(acc, float) else None)
+
+
+def graph_weights(graph: DeployGraph) -> list[np.ndarray]:
+    return [l.weight for l in graph.layers]

@@ -1,0 +1,225 @@
+"""Command line: ahsar {train,export,run,energy,inspect}; ahsar-export = ahsar export.
+
+Errors print one line on stderr and exit 1; logs go to stderr; --json prints one JSON
+object on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("ahsar")
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def cmd_train(a) -> dict:
+    from . import checkpoint
+    from .train import train
+    hidden = tuple(int(h) for h in a.hidden.split(",") if h)
+    ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
+                 epochs=a.epochs, seed=a.seed, progress=not a.quiet)
+    checkpoint.save(ckpt, a.output)
+    log.info("wrote %s (float test accuracy %.2f %%)", a.output, 100 * ckpt["test_accuracy"])
+    return {"model": str(a.output), "test_accuracy": ckpt["test_accuracy"],
+            "test_rates": ckpt["test_rates"]}
+
+
+def cmd_export(a) -> dict:
+    from .build import export
+    t0 = time.perf_counter()
+    m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
+               progress=not a.quiet)
+    log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
+             len(m["layers"]), m["cores"], time.perf_counter() - t0)
+    return {"build": str(a.output), **m}
+
+
+def _run_backend(a, graph, backend: str):
+    from exporters import BACKENDS
+    from .build import test_inputs
+    from .errors import BackendError
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    x, y = test_inputs(graph, a.data, a.samples)
+    log.info("running %d samples x %d steps on %s", len(y), graph.steps, backend)
+    t0 = time.perf_counter()
+    spikes = BACKENDS[backend](a.build, graph, x, a.timeout, not a.quiet)
+    return x, y, spikes, time.perf_counter() - t0
+
+
+def cmd_run(a) -> dict:
+    from .build import load
+    from .energy import count
+    graph, _ = load(a.build)
+    x, y, spikes, secs = _run_backend(a, graph, a.backend)
+    pred = spikes[-1].sum(axis=1).argmax(axis=1)
+    result = {"backend": a.backend, "dataset": graph.dataset, "samples": int(len(y)),
+              "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
+              "seconds": secs, "seconds_per_sample": secs / len(y),
+              "float_test_accuracy": graph.float_accuracy,
+              "counters": count(graph, x, spikes)}
+    _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
+    print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
+          f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
+    if graph.float_accuracy is not None:
+        print(f"float model (training): {100 * graph.float_accuracy:.2f} % on the full test split",
+              file=sys.stderr)
+    for c in result["counters"]:
+        print(f"  {c['layer']:<8} {c['neurons']:>5} neurons  {c['spikes']:>8} spikes  "
+              f"rate {c['rate']:.3f}", file=sys.stderr)
+    return result
+
+
+def cmd_energy(a) -> dict:
+    import hw_targets
+    from .build import load
+    from .energy import count, estimate, table
+    graph, _ = load(a.build)
+    target = hw_targets.get(a.target or graph.target)
+    cached = Path(a.build) / f"run-{a.backend}.json"
+    counters = samples = None
+    if cached.is_file():
+        prev = json.loads(cached.read_text())
+        want = a.samples
+        if prev.get("dataset") == (a.data or graph.dataset) and (want is None or prev.get("samples") == want):
+            counters, samples = prev["counters"], prev["samples"]
+            log.info("using spike counts of %s (%d samples)", cached.name, samples)
+    if counters is None:
+        x, y, spikes, _ = _run_backend(a, graph, a.backend)
+        counters, samples = count(graph, x, spikes), len(y)
+    report = estimate(graph, counters, samples, target)
+    report["backend"] = a.backend
+    _write_json_atomic(Path(a.build) / "energy.json", report)
+    print(table(report), file=sys.stderr if a.json else sys.stdout)
+    return report
+
+
+def cmd_inspect(a) -> dict:
+    p = Path(a.path)
+    if p.is_dir():
+        from .build import load
+        graph, m = load(p)
+        lines = [f"build {p}: target {m['target']}, method {m['method']}, dataset {m['dataset']}, "
+                 f"{m['steps']} steps, {m['cores']} cores"]
+        for l in m["layers"]:
+            lines.append(f"  {l['name']:<8} {l['n_in']:>5} -> {l['n_out']:<5} vth {l['vth_mant']:>6}  "
+                         f"i_decay {l['i_decay']} v_decay {l['v_decay']}  train rate {l['train_rate']}")
+        print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
+        return m
+    from . import checkpoint
+    ckpt = checkpoint.load(p)
+    model = checkpoint.build_model(ckpt, where=str(p))
+    hist = ckpt.get("history") or []
+    lines = [f"checkpoint {p}: method {model.method}, sizes {model.sizes}, dataset "
+             f"{ckpt['data'].get('name')}, {ckpt['data'].get('steps')} steps, "
+             f"float test accuracy {ckpt.get('test_accuracy')}"]
+    for l, th in enumerate(model.thresholds()):
+        lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
+                     + (f"  test rate {ckpt['test_rates'][l]:.3f}" if ckpt.get("test_rates") else ""))
+    if model.regulator is not None:
+        r = model.regulator
+        lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
+                     f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
+    for e in hist[-5:]:
+        lines.append(f"  epoch {e['epoch']}: val acc {100 * e['val_accuracy']:.2f} %  rates "
+                     + " ".join(f"{x:.3f}" for x in e["rates"]))
+    print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
+    return {"path": str(p), "method": model.method, "sizes": model.sizes,
+            "thresholds": [float(t.mean()) for t in model.thresholds()],
+            "test_accuracy": ckpt.get("test_accuracy"), "history": hist}
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint written by `ahsar train`")
+    p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
+    p.add_argument("-o", "--output", default="build", help="build directory to write")
+    p.add_argument("--force", action="store_true", help="replace an existing build directory")
+    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("build", help="build directory written by ahsar-export")
+    p.add_argument("--backend", default="lava", help="lava (Loihi simulation) or emulator")
+    p.add_argument("--data", default=None, help="dataset (default: the model's)")
+    p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ahsar", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--method", default="ahsar")
+    p.add_argument("--arch", default="mlp")
+    p.add_argument("--hidden", default="128,64", help="hidden layer sizes, comma separated")
+    p.add_argument("--steps", type=int, default=16, help="time steps per sample")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="model.pt")
+    _common(p)
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("export", help="fold, calibrate and emit a build for a target")
+    _export_args(p)
+    _common(p)
+    p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("run", help="run a build on a backend over the test split")
+    _run_args(p)
+    _common(p)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
+    _run_args(p)
+    p.add_argument("--target", default=None, help="energy model (default: the build's target)")
+    _common(p)
+    p.set_defaults(fn=cmd_energy)
+    p = sub.add_parser("inspect", help="summarise a checkpoint or a build directory")
+    p.add_argument("path")
+    _common(p)
+    p.set_defaults(fn=cmd_inspect)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import DeployError
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        result = args.fn(args)
+    except DeployError as e:
+        print(f"ahsar {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ahsar {args.cmd}: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=float))
+    return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    return main(["export", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Design rules of a target, checked on an integer graph. Each names layer, value, limit."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hw_targets import LoihiTarget
+
+from ..errors import TargetError
+from ..ir import DeployGraph
+
+
+def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
+    cores = 0
+    for l in graph.layers:
+        w = np.asarray(l.weight)
+        rules = [
+            ("quantized", l.vth is not None, "calibrate before check"),
+            ("vth range", l.vth is not None and 1 <= l.vth <= target.vth_max,
+             f"vth={l.vth}, limit 1..{target.vth_max}"),
+            ("weight range", w.min() >= target.weight_min and w.max() <= target.weight_max,
+             f"weights in [{w.min()}, {w.max()}], limit [{target.weight_min}, {target.weight_max}]"),
+            ("weight grid", np.all(w % target.weight_step == 0), f"weights must be multiples of {target.weight_step}"),
+            ("current decay", 1 <= l.i_decay <= target.decay_unity,
+             f"i_decay={l.i_decay}, limit 1..{target.decay_unity}"),
+            ("voltage decay", 0 <= l.v_decay <= target.decay_unity,
+             f"v_decay={l.v_decay}, limit 0..{target.decay_unity}"),
+            # worst case synaptic input must not overflow int32 after the << 6 shift
+            ("input range", int(np.abs(w).sum(axis=1).max()) << target.act_shift < 2 ** 31,
+             "summed |weights| << 6 overflows int32"),
+            ("fan-in", l.n_in <= target.fan_in_axons_per_core,
+             f"fan-in {l.n_in}, limit {target.fan_in_axons_per_core} axons per core"),
+        ]
+        for rule, ok, detail in rules:
+            if not ok:
+                raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")
+        cores += math.ceil(l.n_out / target.neurons_per_core)
+    if cores > target.cores:
+        raise TargetError(f"check: network needs {cores} cores, {target.name} has {target.cores}")
+    return graph.with_(notes={**graph.notes, "cores": cores})

@@ -1,0 +1,121 @@
+"""AHSAR: Adaptive Homeostatic Spiking Activity Regulation (this project's formulation).
+
+Source: Chen et al., "Plug-and-Play Homeostatic Spark: Zero-Cost Acceleration for SNN
+Training Across Paradigms", arXiv 2512.05015 (2025). Only the abstract is public; the
+exact rule below is our own formulation, written in ../shared/METHODS.md section 1.
+
+The regulator has no trainable parameters. It keeps per regulated (hidden) layer l a
+homeostatic state h_l and a threshold scale s_l, and one global gain G; the effective
+threshold is theta_base_l * G * s_l. Scales are updated under no_grad after each
+training forward pass and used by the next, so gradients and loss are untouched.
+In eval mode nothing changes (like BatchNorm running statistics).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AHSARConfig:
+    r_lo: float = 0.05          # target band of firing rates (spikes per neuron per step)
+    r_hi: float = 0.25
+    mu: float = 0.9             # homeostatic state: h <- mu*h + (1-mu)*r
+    diffusion: float = 0.25     # D: e~_l = (1-D) e_l + D mean(e of regulated neighbours)
+    control: str = "integral"   # "integral" | "proportional"
+    eta_s: float = 0.02         # integral step on log s
+    k: float = 1.0              # slope inside tanh
+    s_max: float = 4.0          # S: log s clipped to [-log S, log S]
+    a: float = math.log(1.5)    # proportional: s = exp(a * tanh(k e~))
+    eta_g: float = 0.05         # global gain step
+    g_min: float = 0.8          # log G clipped to [log g_min, log g_max]
+    g_max: float = 1.25
+
+    @property
+    def centre(self) -> float:
+        return (self.r_lo + self.r_hi) / 2
+
+    @property
+    def half_width(self) -> float:
+        return (self.r_hi - self.r_lo) / 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AHSARConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AHSAR config fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AHSAR(nn.Module):
+    """Per-layer homeostatic threshold scales; buffers only, no parameters."""
+
+    def __init__(self, n_layers: int, config: AHSARConfig | None = None):
+        super().__init__()
+        self.config = config or AHSARConfig()
+        if self.config.control not in ("integral", "proportional"):
+            raise ValueError(f"AHSAR control must be 'integral' or 'proportional', "
+                             f"not {self.config.control!r}")
+        n = n_layers
+        self.register_buffer("h", torch.full((n,), self.config.centre, dtype=torch.float64))
+        self.register_buffer("log_s", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("log_g", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("best_val_loss", torch.full((), math.inf, dtype=torch.float64))
+
+    @property
+    def n_layers(self) -> int:
+        return self.h.numel()
+
+    def scales(self) -> torch.Tensor:
+        """G * s_l per regulated layer (float64)."""
+        return torch.exp(self.log_g + self.log_s)
+
+    def deviations(self) -> torch.Tensor:
+        """Centred deviations after cross-layer diffusion, e~_l."""
+        c = self.config
+        e = (self.h - c.centre) / c.half_width
+        n = e.numel()
+        out = e.clone()
+        for l in range(n):
+            nb = [e[j] for j in (l - 1, l + 1) if 0 <= j < n]
+            if nb:
+                out[l] = (1 - c.diffusion) * e[l] + c.diffusion * torch.stack(nb).mean()
+        return out
+
+    @torch.no_grad()
+    def observe(self, rates: list[float] | torch.Tensor) -> None:
+        """After a training forward pass: fold the batch rates r_l into h_l, update s_l."""
+        if not self.training:
+            return
+        c = self.config
+        r = torch.as_tensor(rates, dtype=torch.float64).reshape(-1)
+        if r.numel() != self.n_layers:
+            raise ValueError(f"AHSAR expects {self.n_layers} layer rates, got {r.numel()}")
+        self.h.mul_(c.mu).add_((1 - c.mu) * r)
+        drive = torch.tanh(c.k * self.deviations())
+        if c.control == "integral":
+            lim = math.log(c.s_max)
+            self.log_s.copy_((self.log_s + c.eta_s * drive).clamp(-lim, lim))
+        else:
+            self.log_s.copy_(c.a * drive)
+
+    @torch.no_grad()
+    def end_epoch(self, val_rate: float, val_loss: float, another_epoch_follows: bool) -> None:
+        """Global gain, once per epoch after validation (METHODS.md 1)."""
+        c = self.config
+        best = float(self.best_val_loss)
+        if another_epoch_follows:
+            if math.isinf(best):
+                progress = 1.0
+            else:
+                progress = min(max((best - val_loss) / (0.01 * best), 0.0), 1.0)
+            step = c.eta_g * (1 - progress) * math.tanh((val_rate - c.centre) / c.half_width)
+            self.log_g.copy_(torch.clamp(self.log_g + step, math.log(c.g_min), math.log(c.g_max)))
+        self.best_val_loss.fill_(min(best, val_loss))

@@ -1,0 +1,133 @@
+"""Lava backend: write a lava-dl netx HDF5 network and run it in Lava's Loihi simulation.
+
+File layout: lava-dl src/lava/lib/dl/netx/hdf5.py and utils.py NetDict (see
+../shared/HARDWARE.md section 2). Each layer is `dense` with a CUBA neuron group;
+netx maps vThMant -> vth, iDecay - 1 -> du, vDecay -> dv and re-derives the weight
+exponent (optimize_weight_bits), which is lossless for even weights in [-256, 254].
+
+Running: one Lava run for many samples. netx's LIFReset zeroes u and v of layer i at
+t % T == reset_offset + 1 + i, so with reset_offset=1 each sample starts from zero
+state; layer i's spikes for sample k, step tau appear at time kT + tau + 2 + i (one
+step of delay per Dense). Lava runs in a child process in chunks of CHUNK steps (sinks
+read after each chunk; ENV.md: long runs and big Var.get() calls can hang), under a
+timeout, so a hang becomes an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ahsar_deploy.errors import BackendError
+from ahsar_deploy.ir import DeployGraph
+
+CHUNK = 1000
+
+
+def write_netx(graph: DeployGraph, path: str | Path) -> None:
+    with h5py.File(path, "w") as f:
+        layers = f.create_group("layer")
+        for i, l in enumerate(graph.layers):
+            g = layers.create_group(str(i))
+            g.create_dataset("type", (1,), "S10", [b"dense"])
+            g.create_dataset("shape", data=np.array([l.n_out]))
+            g.create_dataset("weight", data=np.asarray(l.weight, dtype=np.float32))
+            nrn = g.create_group("neuron")
+            nrn.create_dataset("type", (1,), "S10", [b"CUBA"])
+            for key, val in (("iDecay", l.i_decay), ("vDecay", l.v_decay), ("vThMant", l.vth),
+                             ("refDelay", 1), ("gradedSpike", False)):
+                nrn.create_dataset(key, data=val)
+
+
+def _worker(net_path: str, in_path: str, out_path: str, steps: int) -> None:
+    """Child process: run the netx network on all samples, save per-layer spikes."""
+    import ahsar_deploy.lava_compat  # noqa: F401  (before any lava import)
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from tqdm import tqdm
+
+    spikes = np.load(in_path)["spikes"]                   # (N, T, F)
+    n, t_steps, f = spikes.shape
+    net = netx.hdf5.Network(net_config=net_path, reset_interval=steps, reset_offset=1)
+    n_layers = len(net.layers)
+    total = n * t_steps + n_layers
+    chunks = -(-total // CHUNK)
+    data = np.zeros((f, chunks * CHUNK), dtype=np.int32)
+    data[:, :n * t_steps] = spikes.reshape(n * t_steps, f).T
+    src = Source(data=data)
+    src.s_out.connect(net.inp)
+    sinks = []
+    for layer in net.layers:
+        sink = Sink(shape=layer.out.shape, buffer=CHUNK)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    record = [np.zeros((chunks * CHUNK, s.a_in.shape[0]), dtype=bool) for s in sinks]
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    try:
+        for c in tqdm(range(chunks), desc="lava", unit=f"x{CHUNK} steps", file=sys.stderr):
+            net.run(condition=RunSteps(num_steps=CHUNK), run_cfg=cfg)
+            for rec, sink in zip(record, sinks):
+                rec[c * CHUNK:(c + 1) * CHUNK] = sink.data.get().T != 0
+    finally:
+        net.stop()
+    out = {}
+    for i, rec in enumerate(record):
+        start = 1 + i   # column of sample 0, step 0 for layer i
+        out[f"layer{i}"] = rec[start:start + n * t_steps].reshape(n, t_steps, -1)
+    np.savez(out_path, **out)
+
+
+def _forward(stream, tail: list[bytes], show: bool) -> None:
+    """Copy the child's stderr (progress bar, errors) to ours; keep the last 8 KiB."""
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        if show:
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+        tail.append(chunk)
+        while sum(map(len, tail)) > 8192 and len(tail) > 1:
+            tail.pop(0)
+
+
+def run(build_dir: str | Path, spikes: np.ndarray, steps: int, timeout_s: float = 1800,
+        progress: bool = True) -> list[np.ndarray]:
+    """Run BUILD/model.net in Lava on spikes (N, T, F); per-layer spikes (N, T, n)."""
+    net_path = Path(build_dir) / "model.net"
+    with tempfile.TemporaryDirectory(prefix="ahsar-lava-") as tmp:
+        in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(in_path, spikes=spikes.astype(np.uint8))
+        cmd = [sys.executable, "-c",
+               "import sys, json; from exporters.lava import _worker; _worker(*json.loads(sys.argv[1]))",
+               json.dumps([str(net_path), in_path, out_path, steps])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        tail: list[bytes] = []
+        pump = threading.Thread(target=_forward, args=(proc.stderr, tail, progress), daemon=True)
+        pump.start()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise BackendError(f"lava: no result within {timeout_s:.0f} s; run stopped "
+                               f"(use fewer --samples or a larger --timeout)") from None
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            pump.join(timeout=5)
+        if proc.returncode != 0 or not os.path.exists(out_path):
+            lines = [ln for ln in b"".join(tail).decode(errors="replace").splitlines() if ln.strip()]
+            raise BackendError(f"lava: simulation failed ({lines[-1].strip() if lines else f'exit {proc.returncode}'})")
+        with np.load(out_path) as z:
+            return [z[f"layer{i}"] for i in range(len(z.files))]
