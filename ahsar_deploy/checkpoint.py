@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,9 @@ def load(path: str | Path) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; we report
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         raise ModelFileError(f"{path}: not a loadable weights-only checkpoint ({_reason(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -12,6 +12,11 @@ are the ones described in ../shared/ENV.md:
 2. ``lava.lib.dl.slayer`` imports its object-detection subpackage, which needs
    torchvision. With the CPU torch build torchvision is absent, so a placeholder module
    stands in for it (object detection alone is then unusable).
+3. lava/magma/runtime/message_infrastructure/multiprocessing.py calls
+   ``multiprocessing.set_start_method('fork')`` at import, which raises "context has
+   already been set" once anything in the process (torch, scikit-learn) has fixed the
+   start method. When that method is already 'fork' (the Linux default), the call is
+   made idempotent for that one import.
 """
 from __future__ import annotations
 
@@ -57,14 +62,28 @@ def _stub_object_detection() -> None:
     sys.modules[name] = stub
 
 
+def _import_message_infrastructure() -> None:
+    import multiprocessing as mp
+
+    if mp.get_start_method(allow_none=True) not in (None, "fork"):
+        return  # leave Lava's own error: it needs forked workers
+    original = mp.set_start_method
+    mp.set_start_method = lambda method, force=False: original(method, force=True)
+    try:
+        importlib.import_module("lava.magma.runtime.message_infrastructure.multiprocessing")
+    finally:
+        mp.set_start_method = original
+
+
 def apply() -> None:
-    """Apply both fixes once; safe to call repeatedly."""
+    """Apply the fixes once; safe to call repeatedly."""
     global _applied
     if _applied:
         return
     if sys.version_info >= (3, 11):
         _import_var_model()
     _stub_object_detection()
+    _import_message_infrastructure()
     _applied = True
 
 

@@ -97,5 +97,5 @@ class SNN(nn.Module):
             h = layer(h, th.to(h.dtype))
             spikes.append(h)
         if self.regulator is not None and self.training:
-            self.regulator.observe([float(s.mean()) for s in spikes[:-1]])
+            self.regulator.observe([float(s.detach().mean()) for s in spikes[:-1]])
         return spikes[-1].sum(dim=1), spikes

@@ -62,7 +62,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             n += len(idx)
             bar.set_postfix(loss=f"{total / n:.3f}")
         val_loss, val_acc, rates = evaluate(model, ds.val.x, ds.val.y, steps)

@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+import pytest
+
+from ahsar_deploy import checkpoint
+from ahsar_deploy.train import train
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A small AHSAR model trained briefly on digits (64-32-16-10, 8 steps)."""
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    ckpt = train(data="digits", method="ahsar", hidden=(32, 16), steps=8, epochs=3, seed=0,
+                 progress=False)
+    checkpoint.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_build(small_model, tmp_path_factory):
+    from ahsar_deploy.build import export
+    out = tmp_path_factory.mktemp("builds") / "loihi"
+    export(small_model, "loihi", out, calib_samples=64, progress=False)
+    return out
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ahsar_deploy.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI as a user would: cli(*args) -> CompletedProcess."""
+    return _cli

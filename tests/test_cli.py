@@ -1,0 +1,105 @@
+"""Command line: the pipeline end to end, and bad input (one line, non-zero, nothing written)."""
+import json
+import os
+
+import torch
+
+
+def assert_one_line_error(r, *words):
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_export_run_energy_json(small_model, tmp_path, cli):
+    out = tmp_path / "b"
+    r = cli("export", small_model, "--target", "loihi", "-o", out, "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["target"] == "loihi"
+    r = cli("run", out, "--backend", "emulator", "--data", "digits", "--samples", "40", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    run = json.loads(r.stdout)
+    assert run["samples"] == 40 and 0.5 < run["accuracy"] <= 1.0
+    r = cli("energy", out, "--backend", "emulator", "--samples", "40", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    energy = json.loads(r.stdout)
+    assert energy["total_j_per_inference"] > 0
+    assert [l["spikes"] for l in energy["layers"]] == [c["spikes"] for c in run["counters"]]
+    r = cli("inspect", out)
+    assert r.returncode == 0 and "vth" in r.stdout
+
+
+def test_missing_model(tmp_path, cli):
+    r = cli("export", tmp_path / "nope.pt", "-o", tmp_path / "b")
+    assert_one_line_error(r, "nope.pt", "no such model file")
+    assert not (tmp_path / "b").exists()
+
+
+def test_corrupt_model(tmp_path, cli):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x04not a checkpoint at all")
+    r = cli("export", bad, "-o", tmp_path / "b")
+    assert_one_line_error(r, "bad.pt", "not a loadable")
+    assert os.listdir(tmp_path) == ["bad.pt"]
+
+
+def test_truncated_model(small_model, tmp_path, cli):
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(small_model.read_bytes()[:2000])
+    assert_one_line_error(cli("export", bad, "-o", tmp_path / "b"), "cut.pt")
+    assert not (tmp_path / "b").exists()
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_executing_checkpoint_is_refused(tmp_path, cli):
+    marker = tmp_path / "pwned"
+    Exploit.marker = marker
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "ahsar-deploy.checkpoint", "x": Exploit()}, evil, pickle_protocol=2)
+    r = cli("export", evil, "-o", tmp_path / "b")
+    assert_one_line_error(r, "evil.pt", "weights-only")
+    assert not marker.exists(), "unpickling executed code"
+
+
+def test_unknown_target(small_model, tmp_path, cli):
+    r = cli("export", small_model, "--target", "loihi9", "-o", tmp_path / "b")
+    assert_one_line_error(r, "loihi9", "loihi")
+    assert not (tmp_path / "b").exists()
+
+
+def test_unsupported_layer(small_model, tmp_path, cli):
+    ckpt = torch.load(small_model, weights_only=True)
+    ckpt["arch"]["layers"][1]["type"] = "conv2d"
+    bad = tmp_path / "conv.pt"
+    torch.save(ckpt, bad)
+    r = cli("export", bad, "-o", tmp_path / "b")
+    assert_one_line_error(r, "layer 1", "conv2d")
+    assert not (tmp_path / "b").exists()
+
+
+def test_nan_weight(small_model, tmp_path, cli):
+    ckpt = torch.load(small_model, weights_only=True)
+    ckpt["state_dict"]["layers.0.fc.weight"][0, 0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    assert_one_line_error(cli("export", bad, "-o", tmp_path / "b"), "layers.0.fc.weight", "NaN")
+
+
+def test_existing_build_kept_without_force(small_model, small_build, tmp_path, cli):
+    before = (small_build / "model.net").read_bytes()
+    r = cli("export", small_model, "-o", small_build)
+    assert_one_line_error(r, "exists", "--force")
+    assert (small_build / "model.net").read_bytes() == before
+
+
+def test_unknown_backend_and_not_a_build(small_build, tmp_path, cli):
+    assert_one_line_error(cli("run", small_build, "--backend", "tpu"), "tpu", "lava")
+    assert_one_line_error(cli("run", tmp_path, "--backend", "lava"), "not a build directory")
+
+
