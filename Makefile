@@ -1,6 +1,8 @@
 # ahsar-deploy: `make demo` and `make test` install into .venv on first use.
 # The install order follows ../shared/ENV.md: lava-nc 0.10 / lava-dl 0.6 declare
 # Python < 3.11, so torch and the dependencies come first and lava without deps last.
+SHELL   := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -12,18 +14,21 @@ SAMPLES ?= 360
 
 install: $(STAMP)
 
+# pip's notes about local mirror folders it skips are noise: filtered from stderr.
+PIP     = $(BIN)/pip install -q 2> >(grep -v "is ignored: it is neither" >&2)
+
 $(STAMP): pyproject.toml Makefile
-	@echo "== installing into $(VENV) (first run only; about 2 minutes)"
+	@echo "== installing into $(VENV) (first run only; about a minute)"
 	@start=$$(date +%s); \
 	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
-	$(BIN)/pip install -q --upgrade pip && \
-	$(BIN)/pip install -q torch==2.13.0 && \
-	$(BIN)/pip install -q "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
+	$(PIP) --upgrade pip && \
+	$(PIP) torch==2.13.0 && \
+	$(PIP) "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
 	  "networkx<=2.8.7" "scikit-learn>=1.5,<2" "h5py>=3.7,<4" "matplotlib<4" \
 	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
 	  "tqdm>=4.60" "pytest>=7" "hypothesis>=6" && \
-	$(BIN)/pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
-	$(BIN)/pip install -q --no-deps -e . && \
+	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
+	$(PIP) --no-deps -e . && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,3 +42,6 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/e2e_digits.py

@@ -49,13 +49,13 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     history = []
     x_tr, y_tr = ds.train.x, ds.train.y
     enc_tr = torch.from_numpy(datamod.encode(x_tr, steps)).float()
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc="train", unit="epoch", leave=False,
+               disable=None if progress else True)   # None: only on a terminal
+    for epoch in bar:
         model.train()
         order = rng.permutation(len(x_tr))
         total, n = 0.0, 0
-        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False, unit="batch")
-        for i in bar:
+        for i in range(0, len(order), batch):
             idx = order[i:i + batch]
             counts, _ = model(enc_tr[idx])
             loss = F.cross_entropy(counts, torch.from_numpy(y_tr[idx]))
@@ -64,7 +64,6 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
             opt.step()
             total += loss.item() * len(idx)
             n += len(idx)
-            bar.set_postfix(loss=f"{total / n:.3f}")
         val_loss, val_acc, rates = evaluate(model, ds.val.x, ds.val.y, steps)
         entry = {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val_loss,
                  "val_accuracy": val_acc, "rates": rates}
@@ -74,6 +73,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
             entry["scales"] = [float(v) for v in torch.exp(reg.log_s)]
             entry["gain"] = float(torch.exp(reg.log_g))
         history.append(entry)
+        bar.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{100 * val_acc:.1f}%")
         log.info("epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f %%  rates %s",
                  epoch + 1, epochs, total / n, val_loss, 100 * val_acc,
                  " ".join(f"{r:.3f}" for r in rates))

@@ -112,7 +112,8 @@ def run(build_dir: str | Path, spikes: np.ndarray, steps: int, timeout_s: float 
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
         tail: list[bytes] = []
-        pump = threading.Thread(target=_forward, args=(proc.stderr, tail, progress), daemon=True)
+        show = progress and sys.stderr.isatty()
+        pump = threading.Thread(target=_forward, args=(proc.stderr, tail, show), daemon=True)
         pump.start()
         try:
             proc.wait(timeout=timeout_s)

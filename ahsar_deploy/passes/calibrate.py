@@ -52,7 +52,7 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
     """spikes: (N, T, F) calibration inputs. Returns the integer graph and a report."""
     layers, reports = [], []
     x = spikes
-    for layer in tqdm(graph.layers, desc="calibrate", disable=not progress, leave=False):
+    for layer in tqdm(graph.layers, desc="calibrate", disable=None if progress else True, leave=False):
         if not np.allclose(layer.threshold, layer.threshold[0]):
             raise TargetError(f"calibrate: {layer.name} has per-neuron thresholds; fold first")
         ref = layer_float(layer, x)

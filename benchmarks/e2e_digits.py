@@ -1,0 +1,58 @@
+"""End-to-end figures on scikit-learn digits: train -> export -> Lava, per seed.
+
+Prints a Markdown table: float test accuracy, integer-emulator and Lava accuracy on the
+full test split (360 samples), spikes identical Lava vs emulator, export wall time,
+Lava seconds per sample. Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ahsar_deploy import build, checkpoint, emulator
+from ahsar_deploy.train import train
+from exporters import lava
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--method", default="ahsar")
+    a = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in a.seeds:
+            t0 = time.perf_counter()
+            ck = train(method=a.method, epochs=a.epochs, seed=seed, progress=False)
+            t_train = time.perf_counter() - t0
+            model = Path(tmp) / f"m{seed}.pt"
+            checkpoint.save(ck, model)
+            out = Path(tmp) / f"b{seed}"
+            t0 = time.perf_counter()
+            build.export(model, "loihi", out, progress=False)
+            t_export = time.perf_counter() - t0
+            graph, _ = build.load(out)
+            x, y = build.test_inputs(graph, None, None)
+            emu = emulator.run(graph, x)
+            t0 = time.perf_counter()
+            got = lava.run(out, x, graph.steps, progress=False)
+            t_lava = time.perf_counter() - t0
+            same = all(np.array_equal(g, e) for g, e in zip(got, emu))
+            acc = lambda s: float(np.mean(s[-1].sum(1).argmax(1) == y))
+            rows.append((seed, ck["test_accuracy"], acc(emu), acc(got), same, t_train, t_export,
+                         t_lava / len(y), [float(s.mean()) for s in got]))
+    print(f"| seed | float % | emulator % | Lava % | Lava = emulator | train s | export s "
+          f"| Lava s/sample | Lava rates per layer |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s, f, e, l, same, tt, te, tl, rates in rows:
+        print(f"| {s} | {100 * f:.2f} | {100 * e:.2f} | {100 * l:.2f} | {'yes' if same else 'NO'} "
+              f"| {tt:.1f} | {te:.2f} | {tl:.3f} | {' '.join(f'{r:.3f}' for r in rates)} |")
+
+
+if __name__ == "__main__":
+    main()

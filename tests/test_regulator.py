@@ -1,0 +1,101 @@
+"""AHSAR (METHODS.md section 1) on hand-computed cases."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ahsar_deploy import checkpoint
+from ahsar_deploy.regulator import AHSAR, AHSARConfig
+from ahsar_deploy.snn import SNN
+
+
+def test_no_parameters_added():
+    assert list(AHSAR(3).parameters()) == []
+    a, b = SNN([8, 6, 4, 3], method="ahsar"), SNN([8, 6, 4, 3], method="baseline")
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+
+
+def test_one_integral_step_by_hand():
+    reg = AHSAR(1)
+    reg.observe([0.35])
+    h = 0.9 * 0.15 + 0.1 * 0.35                     # 0.17
+    e = (h - 0.15) / 0.10                           # 0.2, no neighbours
+    assert float(reg.h[0]) == pytest.approx(h, abs=1e-15)
+    assert float(reg.log_s[0]) == pytest.approx(0.02 * math.tanh(e), abs=1e-15)
+
+
+def test_diffusion_by_hand():
+    reg = AHSAR(3)
+    reg.h.copy_(torch.tensor([0.25, 0.15, 0.05], dtype=torch.float64))
+    e = np.array([1.0, 0.0, -1.0])
+    want = [0.75 * e[0] + 0.25 * e[1], 0.75 * e[1] + 0.25 * (e[0] + e[2]) / 2, 0.75 * e[2] + 0.25 * e[1]]
+    np.testing.assert_allclose(reg.deviations().numpy(), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("rate,sign", [(1.0, 1), (0.0, -1)])
+def test_integral_scale_bounded_and_signed(rate, sign):
+    reg = AHSAR(2)
+    for _ in range(2000):
+        reg.observe([rate, rate])
+    assert torch.all(torch.sign(reg.log_s) == sign)          # too active -> higher threshold
+    np.testing.assert_allclose(reg.log_s.abs().numpy(), math.log(4.0))   # clipped at S = 4
+
+
+def test_proportional_scale_bounded():
+    reg = AHSAR(1, AHSARConfig(control="proportional"))
+    for _ in range(500):
+        reg.observe([1.0])
+    s = float(reg.scales()[0])
+    h = 1 - 0.85 * 0.9 ** 500                               # h -> r = 1
+    assert s == pytest.approx(1.5 ** math.tanh((h - 0.15) / 0.1), rel=1e-12) and 1.0 < s <= 1.5
+
+
+def test_global_gain_by_hand():
+    reg = AHSAR(1)
+    reg.end_epoch(val_rate=0.35, val_loss=1.0, another_epoch_follows=True)   # first epoch: pi = 1
+    assert float(reg.log_g) == 0.0
+    reg.end_epoch(val_rate=0.35, val_loss=1.0, another_epoch_follows=True)   # stalled: pi = 0
+    assert float(reg.log_g) == pytest.approx(0.05 * math.tanh(2.0), abs=1e-15)
+    before = float(reg.log_g)
+    reg.end_epoch(val_rate=0.35, val_loss=1.0, another_epoch_follows=False)  # last epoch: frozen
+    assert float(reg.log_g) == before
+
+
+def test_readout_unregulated_and_eval_frozen():
+    torch.manual_seed(0)
+    model = SNN([8, 6, 4, 3], method="ahsar")
+    model.regulator.log_s.fill_(0.5)
+    th = model.thresholds()
+    assert torch.all(th[-1] == 1.0) and torch.allclose(th[0], torch.full((6,), math.exp(0.5)))
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model((torch.rand(5, 4, 8) < 0.5).float())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_gradients_identical_with_regulation_on_or_off():
+    torch.manual_seed(0)
+    reg = SNN([8, 6, 4, 3], method="ahsar")
+    reg.regulator.log_s.copy_(torch.tensor([0.3, -0.2], dtype=torch.float64))
+    base = SNN([8, 6, 4, 3], method="baseline")
+    base.load_state_dict({k: v for k, v in reg.state_dict().items() if not k.startswith("regulator")})
+    for layer, th in zip(base.layers, reg.thresholds()):
+        layer.theta_base.copy_(th)                     # same effective thresholds
+    x = (torch.rand(5, 6, 8) < 0.6).float()
+    y = torch.tensor([0, 1, 2, 0, 1])
+    for m in (reg, base):
+        m.train()
+        F.cross_entropy(m(x)[0], y).backward()
+    for p, q in zip(reg.parameters(), base.parameters()):
+        assert torch.equal(p.grad, q.grad)
+
+
+def test_state_restored_exactly_from_checkpoint(small_model):
+    ckpt = checkpoint.load(small_model)
+    model = checkpoint.build_model(ckpt)
+    for k in ("h", "log_s", "log_g"):
+        assert torch.equal(model.regulator.state_dict()[k], ckpt["state_dict"][f"regulator.{k}"])
+    assert [t.tolist() for t in model.thresholds()] == ckpt["thresholds"]
