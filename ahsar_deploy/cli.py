@@ -88,7 +88,8 @@ def cmd_run(a) -> dict:
 def cmd_energy(a) -> dict:
     import hw_targets
     from .build import load
-    from .energy import count, estimate, table
+    from .energy import check_sparsity, count, estimate, plot, table
+    from .errors import DeployError
     graph, _ = load(a.build)
     target = hw_targets.get(a.target or graph.target)
     cached = Path(a.build) / f"run-{a.backend}.json"
@@ -104,8 +105,17 @@ def cmd_energy(a) -> dict:
         counters, samples = count(graph, x, spikes), len(y)
     report = estimate(graph, counters, samples, target)
     report["backend"] = a.backend
+    report["sparsity_check"] = check_sparsity(report, graph)
     _write_json_atomic(Path(a.build) / "energy.json", report)
-    print(table(report), file=sys.stderr if a.json else sys.stdout)
+    plot(report, Path(a.build) / "energy.png")
+    out = sys.stderr if a.json else sys.stdout
+    print(table(report), file=out)
+    for c in report["sparsity_check"]:
+        print(f"  sparsity {c['layer']:<8} {'pass' if c['ok'] else 'FAIL: ' + '; '.join(c['reasons'])}",
+              file=out)
+    failed = [c["layer"] for c in report["sparsity_check"] if not c["ok"]]
+    if a.check and failed:
+        raise DeployError(f"sparsity check failed for {', '.join(failed)} (see energy.json)")
     return report
 
 
@@ -190,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
     _run_args(p)
     p.add_argument("--target", default=None, help="energy model (default: the build's target)")
+    p.add_argument("--check", action="store_true",
+                   help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
     p.set_defaults(fn=cmd_energy)
     p = sub.add_parser("inspect", help="summarise a checkpoint or a build directory")

@@ -83,3 +83,61 @@ def table(report: dict) -> str:
               f"ANN baseline, same layers, {b['macs']} MACs: int8 {b['int8_j'] * 1e9:.3f} nJ, "
               f"fp32 {b['fp32_j'] * 1e9:.3f} nJ ({b['source']}; memory traffic not counted)"]
     return "\n".join(lines)
+
+
+BAND = (0.05, 0.25)        # AHSAR's target band (METHODS.md section 1)
+RATE_TOLERANCE = 0.25      # on-target rate may differ from training's by 25 % (relative)
+
+
+def check_sparsity(report: dict, graph: DeployGraph, band: tuple[float, float] = BAND,
+                   tolerance: float = RATE_TOLERANCE) -> list[dict]:
+    """Per layer: does the on-target rate match training's, and sit in the band?
+
+    Regulated (AHSAR) layers must be inside the band; every layer with a training rate
+    must be within `tolerance` (relative) of it.
+    """
+    out = []
+    for layer, row in zip(graph.layers, report["layers"]):
+        rate, train = row["rate"], layer.train_rate
+        reasons = []
+        if train is not None and abs(rate - train) > tolerance * train:
+            reasons.append(f"rate {rate:.3f} vs {train:.3f} in training (tolerance {tolerance:.0%})")
+        if layer.regulated and not band[0] <= rate <= band[1]:
+            reasons.append(f"rate {rate:.3f} outside the AHSAR band [{band[0]}, {band[1]}]")
+        out.append({"layer": layer.name, "rate": rate, "train_rate": train,
+                    "regulated": layer.regulated, "ok": not reasons, "reasons": reasons})
+    return out
+
+
+def plot(report: dict, path) -> None:
+    """PNG: per-layer firing rate against the band and training, energy by operation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = report["layers"]
+    names = [l["layer"] for l in layers]
+    idx = np.arange(len(names))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.axhspan(*BAND, color="tab:green", alpha=0.15, label="AHSAR band")
+    a.bar(idx - 0.2, [l["rate"] for l in layers], 0.4, label=f"on {report['target']}")
+    a.bar(idx + 0.2, [l["train_rate"] or 0 for l in layers], 0.4, label="training")
+    a.set_xticks(idx, names)
+    a.set_ylabel("spikes per neuron per step")
+    a.set_title("firing rate per layer")
+    a.legend()
+    kinds = list(layers[0]["energy_j"])
+    bottom = np.zeros(len(layers))
+    for k in kinds:
+        vals = np.array([l["energy_j"][k] * 1e9 for l in layers])
+        b.bar(idx, vals, 0.6, bottom=bottom, label=k)
+        bottom += vals
+    b.set_xticks(idx, names)
+    b.set_ylabel("nJ per inference")
+    base = report["ann_baseline"]
+    b.set_title(f"energy: total {report['total_j_per_inference'] * 1e9:.0f} nJ "
+                f"(ANN int8 {base['int8_j'] * 1e9:.1f} nJ)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

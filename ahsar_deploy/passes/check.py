@@ -24,8 +24,8 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             ("weight grid", np.all(w % target.weight_step == 0), f"weights must be multiples of {target.weight_step}"),
             ("current decay", 1 <= l.i_decay <= target.decay_unity,
              f"i_decay={l.i_decay}, limit 1..{target.decay_unity}"),
-            ("voltage decay", 0 <= l.v_decay <= target.decay_unity,
-             f"v_decay={l.v_decay}, limit 0..{target.decay_unity}"),
+            ("voltage decay", 0 <= l.v_decay < target.decay_unity,
+             f"v_decay={l.v_decay}, limit 0..{target.decay_unity - 1} (12-bit dv)"),
             # worst case synaptic input must not overflow int32 after the << 6 shift
             ("input range", int(np.abs(w).sum(axis=1).max()) << target.act_shift < 2 ** 31,
              "summed |weights| << 6 overflows int32"),
