@@ -45,3 +45,4 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/e2e_digits.py
+	$(BIN)/python benchmarks/emulator_vs_lava.py

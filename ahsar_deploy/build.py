@@ -130,7 +130,7 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
     return graph, m
 
 
-def test_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
+def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The first `samples` of the test split, encoded as the model was trained."""
     name = dataset or graph.dataset
     if name != graph.dataset:

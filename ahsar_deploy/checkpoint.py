@@ -194,6 +194,3 @@ def to_graph(path: str | Path) -> DeployGraph:
         method=model.method, source_sha256=sha256(path),
         float_accuracy=float(acc) if isinstance(acc, float) else None)
 
-
-def graph_weights(graph: DeployGraph) -> list[np.ndarray]:
-    return [l.weight for l in graph.layers]

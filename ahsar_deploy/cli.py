@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -51,11 +52,11 @@ def cmd_export(a) -> dict:
 
 def _run_backend(a, graph, backend: str):
     from exporters import BACKENDS
-    from .build import test_inputs
+    from .build import eval_inputs
     from .errors import BackendError
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    x, y = test_inputs(graph, a.data, a.samples)
+    x, y = eval_inputs(graph, a.data, a.samples)
     log.info("running %d samples x %d steps on %s", len(y), graph.steps, backend)
     t0 = time.perf_counter()
     spikes = BACKENDS[backend](a.build, graph, x, a.timeout, not a.quiet)
@@ -211,9 +212,14 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import DeployError
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:

@@ -2,7 +2,8 @@
 
 Prints a Markdown table: float test accuracy, integer-emulator and Lava accuracy on the
 full test split (360 samples), spikes identical Lava vs emulator, export wall time,
-Lava seconds per sample. Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
+Lava seconds per sample; then the per-layer Loihi energy table of the first seed, from
+the spikes Lava produced. Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ahsar_deploy import build, checkpoint, emulator
+import hw_targets
+from ahsar_deploy import build, checkpoint, emulator, energy
 from ahsar_deploy.train import train
 from exporters import lava
 
@@ -24,7 +26,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--method", default="ahsar")
     a = ap.parse_args()
-    rows = []
+    rows, tables = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in a.seeds:
             t0 = time.perf_counter()
@@ -37,11 +39,13 @@ def main() -> None:
             build.export(model, "loihi", out, progress=False)
             t_export = time.perf_counter() - t0
             graph, _ = build.load(out)
-            x, y = build.test_inputs(graph, None, None)
+            x, y = build.eval_inputs(graph, None, None)
             emu = emulator.run(graph, x)
             t0 = time.perf_counter()
             got = lava.run(out, x, graph.steps, progress=False)
             t_lava = time.perf_counter() - t0
+            report = energy.estimate(graph, energy.count(graph, x, got), len(y), hw_targets.LOIHI)
+            tables.append(energy.table(report))
             same = all(np.array_equal(g, e) for g, e in zip(got, emu))
             acc = lambda s: float(np.mean(s[-1].sum(1).argmax(1) == y))
             rows.append((seed, ck["test_accuracy"], acc(emu), acc(got), same, t_train, t_export,
@@ -52,6 +56,7 @@ def main() -> None:
     for s, f, e, l, same, tt, te, tl, rates in rows:
         print(f"| {s} | {100 * f:.2f} | {100 * e:.2f} | {100 * l:.2f} | {'yes' if same else 'NO'} "
               f"| {tt:.1f} | {te:.2f} | {tl:.3f} | {' '.join(f'{r:.3f}' for r in rates)} |")
+    print(f"\nseed {a.seeds[0]}, Lava:\n{tables[0]}")
 
 
 if __name__ == "__main__":

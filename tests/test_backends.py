@@ -10,7 +10,7 @@ from exporters import lava
 
 def test_lava_equals_integer_model_on_every_spike(small_build):
     graph, _ = build.load(small_build)
-    x, y = build.test_inputs(graph, "digits", 30)
+    x, y = build.eval_inputs(graph, "digits", 30)
     got = lava.run(small_build, x, graph.steps, timeout_s=600, progress=False)
     want = emulator.run(graph, x)
     assert len(got) == len(want) == 3
