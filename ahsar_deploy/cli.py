@@ -63,6 +63,11 @@ def _run_backend(a, graph, backend: str):
     return x, y, spikes, time.perf_counter() - t0
 
 
+def _sample_count(graph, a) -> int:
+    from .build import eval_inputs
+    return len(eval_inputs(graph, a.data, a.samples)[1])
+
+
 def cmd_run(a) -> dict:
     from .build import load
     from .energy import count
@@ -94,13 +99,15 @@ def cmd_energy(a) -> dict:
     graph, _ = load(a.build)
     target = hw_targets.get(a.target or graph.target)
     cached = Path(a.build) / f"run-{a.backend}.json"
+    dataset, want = a.data or graph.dataset, _sample_count(graph, a)
     counters = samples = None
-    if cached.is_file():
-        prev = json.loads(cached.read_text())
-        want = a.samples
-        if prev.get("dataset") == (a.data or graph.dataset) and (want is None or prev.get("samples") == want):
+    try:
+        prev = json.loads(cached.read_text()) if cached.is_file() else {}
+        if prev.get("dataset") == dataset and prev.get("samples") == want:
             counters, samples = prev["counters"], prev["samples"]
             log.info("using spike counts of %s (%d samples)", cached.name, samples)
+    except (ValueError, KeyError, AttributeError):
+        log.warning("ignoring unreadable %s", cached.name)
     if counters is None:
         x, y, spikes, _ = _run_backend(a, graph, a.backend)
         counters, samples = count(graph, x, spikes), len(y)
