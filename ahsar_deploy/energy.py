@@ -43,7 +43,7 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target: Loi
     """Energy per inference (J) per layer and in total, plus the ANN baseline."""
     e = target.energy_j
     layers = []
-    for c in counters:
+    for layer, c in zip(graph.layers, counters):
         parts = {
             "synaptic": c["synaptic_ops"] * e["synaptic_op"],
             "neuron_active": c["updates_active"] * e["neuron_update_active"],
@@ -52,7 +52,7 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target: Loi
         }
         per_inf = {k: v / samples for k, v in parts.items()}
         layers.append({**c, "energy_j": per_inf, "total_j": sum(per_inf.values()),
-                       "train_rate": next((l.train_rate for l in graph.layers if l.name == c["layer"]), None)})
+                       "train_rate": layer.train_rate})
     macs = sum(l.n_in * l.n_out for l in graph.layers)
     total = sum(l["total_j"] for l in layers)
     return {
