@@ -50,29 +50,23 @@ def cmd_export(a) -> dict:
     return {"build": str(a.output), **m}
 
 
-def _run_backend(a, graph, backend: str):
+def _run_backend(a, graph, backend: str, x: np.ndarray, y: np.ndarray):
     from exporters import BACKENDS
-    from .build import eval_inputs
     from .errors import BackendError
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    x, y = eval_inputs(graph, a.data, a.samples)
     log.info("running %d samples x %d steps on %s", len(y), graph.steps, backend)
     t0 = time.perf_counter()
     spikes = BACKENDS[backend](a.build, graph, x, a.timeout, not a.quiet)
-    return x, y, spikes, time.perf_counter() - t0
-
-
-def _sample_count(graph, a) -> int:
-    from .build import eval_inputs
-    return len(eval_inputs(graph, a.data, a.samples)[1])
+    return spikes, time.perf_counter() - t0
 
 
 def cmd_run(a) -> dict:
-    from .build import load
+    from .build import eval_inputs, load
     from .energy import count
     graph, _ = load(a.build)
-    x, y, spikes, secs = _run_backend(a, graph, a.backend)
+    x, y = eval_inputs(graph, a.data, a.samples)
+    spikes, secs = _run_backend(a, graph, a.backend, x, y)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
     result = {"backend": a.backend, "dataset": graph.dataset, "samples": int(len(y)),
               "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
@@ -93,23 +87,24 @@ def cmd_run(a) -> dict:
 
 def cmd_energy(a) -> dict:
     import hw_targets
-    from .build import load
+    from .build import eval_inputs, load
     from .energy import check_sparsity, count, estimate, plot, table
     from .errors import DeployError
     graph, _ = load(a.build)
     target = hw_targets.get(a.target or graph.target)
     cached = Path(a.build) / f"run-{a.backend}.json"
-    dataset, want = a.data or graph.dataset, _sample_count(graph, a)
+    x, y = eval_inputs(graph, a.data, a.samples)
+    dataset = a.data or graph.dataset
     counters = samples = None
     try:
         prev = json.loads(cached.read_text()) if cached.is_file() else {}
-        if prev.get("dataset") == dataset and prev.get("samples") == want:
+        if prev.get("dataset") == dataset and prev.get("samples") == len(y):
             counters, samples = prev["counters"], prev["samples"]
             log.info("using spike counts of %s (%d samples)", cached.name, samples)
     except (ValueError, KeyError, AttributeError):
         log.warning("ignoring unreadable %s", cached.name)
     if counters is None:
-        x, y, spikes, _ = _run_backend(a, graph, a.backend)
+        spikes, _ = _run_backend(a, graph, a.backend, x, y)
         counters, samples = count(graph, x, spikes), len(y)
     report = estimate(graph, counters, samples, target)
     report["backend"] = a.backend

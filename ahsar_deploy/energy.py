@@ -10,6 +10,9 @@ with every output spike delivered once within a tile (hops not modelled).
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from hw_targets import LoihiTarget
@@ -139,5 +142,7 @@ def plot(report: dict, path) -> None:
                 f"(ANN int8 {base['int8_j'] * 1e9:.1f} nJ)")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    tmp = Path(path).with_name(f".tmp-{Path(path).name}")
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+    os.replace(tmp, path)               # never a half-written PNG
