@@ -28,6 +28,13 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def cmd_train(a) -> dict:
     from . import checkpoint
     from .train import train
@@ -72,7 +79,7 @@ def cmd_run(a) -> dict:
               "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
               "seconds": secs, "seconds_per_sample": secs / len(y),
               "float_test_accuracy": graph.float_accuracy,
-              "counters": count(graph, x, spikes)}
+              "predictions": pred.tolist(), "counters": count(graph, x, spikes)}
     _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
     print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
           f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
@@ -88,17 +95,18 @@ def cmd_run(a) -> dict:
 def cmd_energy(a) -> dict:
     import hw_targets
     from .build import eval_inputs, load
-    from .energy import check_sparsity, count, estimate, plot, table
+    from .energy import check_sparsity, compare_targets, count, estimate, markdown, plot, table
     from .errors import DeployError
     graph, _ = load(a.build)
-    target = hw_targets.get(a.target or graph.target)
+    target = hw_targets.energy_model(a.target or graph.target)
     cached = Path(a.build) / f"run-{a.backend}.json"
     x, y = eval_inputs(graph, a.data, a.samples)
     dataset = a.data or graph.dataset
     counters = samples = None
     try:
         prev = json.loads(cached.read_text()) if cached.is_file() else {}
-        if prev.get("dataset") == dataset and prev.get("samples") == len(y):
+        if (prev.get("dataset") == dataset and prev.get("samples") == len(y)
+                and all("per_step" in c for c in prev["counters"])):   # older runs lack them
             counters, samples = prev["counters"], prev["samples"]
             log.info("using spike counts of %s (%d samples)", cached.name, samples)
     except (ValueError, KeyError, AttributeError):
@@ -108,8 +116,10 @@ def cmd_energy(a) -> dict:
         counters, samples = count(graph, x, spikes), len(y)
     report = estimate(graph, counters, samples, target)
     report["backend"] = a.backend
+    report["targets"] = compare_targets(graph, counters, samples)
     report["sparsity_check"] = check_sparsity(report, graph)
     _write_json_atomic(Path(a.build) / "energy.json", report)
+    _write_text_atomic(Path(a.build) / "energy.md", markdown(report))
     plot(report, Path(a.build) / "energy.png")
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
@@ -202,7 +212,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
     _run_args(p)
-    p.add_argument("--target", default=None, help="energy model (default: the build's target)")
+    p.add_argument("--target", default=None,
+                   help="energy model: loihi, loihi2 (estimate), truenorth (default: the build's target)")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)

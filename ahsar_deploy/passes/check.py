@@ -1,7 +1,6 @@
-"""Design rules of a target, checked on an integer graph. Each names layer, value, limit."""
+"""Design rules of a target, checked on an integer graph. Each names layer, value, limit.
+Core limits (fan-in, fan-out, memory, cores) are the map pass's (passes/map.py)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -9,10 +8,10 @@ from hw_targets import LoihiTarget
 
 from ..errors import TargetError
 from ..ir import DeployGraph
+from .map import map_cores
 
 
 def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
-    cores = 0
     for l in graph.layers:
         w = np.asarray(l.weight)
         rules = [
@@ -29,13 +28,8 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             # worst case synaptic input must not overflow int32 after the << 6 shift
             ("input range", int(np.abs(w).sum(axis=1).max()) << target.act_shift < 2 ** 31,
              "summed |weights| << 6 overflows int32"),
-            ("fan-in", l.n_in <= target.fan_in_axons_per_core,
-             f"fan-in {l.n_in}, limit {target.fan_in_axons_per_core} axons per core"),
         ]
         for rule, ok, detail in rules:
             if not ok:
                 raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")
-        cores += math.ceil(l.n_out / target.neurons_per_core)
-    if cores > target.cores:
-        raise TargetError(f"check: network needs {cores} cores, {target.name} has {target.cores}")
-    return graph.with_(notes={**graph.notes, "cores": cores})
+    return map_cores(graph, target)
