@@ -26,7 +26,7 @@ class LayerMap:
     name: str
     cores: int
     neurons_per_core: int      # on the fullest core
-    limited_by: str            # which limit set neurons_per_core
+    limited_by: str            # the limit that set neurons_per_core, or "fits one core"
     synapse_bytes_per_core: int
 
 
@@ -54,7 +54,9 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
                 _fail(target, l.name, "fan-out", f"{dest_cores} destination cores per neuron, "
                       f"limit {target.fan_out_per_core} edges per core")
         limited_by = min(limits, key=limits.get)
-        per_core = min(limits[limited_by], l.n_out)
+        if limits[limited_by] >= l.n_out:
+            limited_by = "fits one core"
+        per_core = min(*limits.values(), l.n_out)
         cores = math.ceil(l.n_out / per_core)
         out.append(LayerMap(l.name, cores, per_core, limited_by,
                             math.ceil(per_core * l.n_in * target.weight_bits / 8)))
