@@ -43,10 +43,13 @@ def cmd_train(a) -> dict:
             raise DeployError(f"{name} must be positive, not {v}")
     if a.control is not None and "ahsar" not in a.method:
         raise DeployError(f"--control applies to AHSAR; method {a.method!r} has no regulator")
-    ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
-                 epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
-                 ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
-                 pool=a.pool + "_pool", train_samples=a.train_samples, progress=not a.quiet)
+    try:
+        ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
+                     epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
+                     ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
+                     pool=a.pool + "_pool", train_samples=a.train_samples, progress=not a.quiet)
+    except ValueError as e:   # an architecture that does not fit the data's shape
+        raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
     log.info("wrote %s (float test accuracy %.2f %%)", a.output, 100 * ckpt["test_accuracy"])
     return {"model": str(a.output), "test_accuracy": ckpt["test_accuracy"],

@@ -219,11 +219,12 @@ def mlp_specs(sizes: list[int]) -> list[dict]:
 
 
 def cnn_specs(channels: tuple[int, ...] = (8, 16), kernel: int = 5, pool: str = "sum_pool",
-              hidden: tuple[int, ...] = (), n_classes: int = 10) -> list[dict]:
+              hidden: tuple[int, ...] = (), n_classes: int = 10, padding: int = 0) -> list[dict]:
     """conv -> pool per channel count, flatten, dense hidden layers, dense readout."""
     specs = []
     for c in channels:
-        specs += [{"type": "cuba_lif_conv", "out_channels": c, "kernel": kernel, "stride": 1, "padding": 0},
+        specs += [{"type": "cuba_lif_conv", "out_channels": c, "kernel": kernel, "stride": 1,
+                   "padding": padding},
                   {"type": pool, "kernel": 2}]
     specs.append({"type": "flatten"})
     specs += [{"type": "cuba_lif_dense", "n_out": h} for h in (*hidden, n_classes)]

@@ -66,8 +66,9 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
         model = SNN([ds.n_features, *hidden, ds.n_classes], method=method, ahsar=ahsar)
     else:
         model = SNN(method=method, ahsar=ahsar, input_shape=ds.shape,
-                    specs=cnn_specs(channels, kernel=3 if ds.shape[1] < 16 else 5, pool=pool,
-                                    hidden=hidden, n_classes=ds.n_classes))
+                    specs=cnn_specs(channels, pool=pool, hidden=hidden, n_classes=ds.n_classes,
+                                    # 8x8 digits: 3x3 'same' kernels; 28x28: 5x5 'valid'
+                                    **({"kernel": 3, "padding": 1} if ds.shape[1] < 16 else {})))
     if theta0 is not None:
         with torch.no_grad():
             for layer in model.layers:
