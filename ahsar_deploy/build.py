@@ -32,7 +32,7 @@ MANIFEST = "manifest.json"
 
 
 def _accuracy(graph: DeployGraph, x: np.ndarray, y: np.ndarray, integer: bool) -> float:
-    out = emulator.run(graph, data.encode(x, graph.steps), integer=integer)[-1]
+    out = emulator.run(graph, data.encode(x, graph.steps, graph.encoding), integer=integer)[-1]
     return float(np.mean(out.sum(axis=1).argmax(axis=1) == y))
 
 
@@ -53,11 +53,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if out.exists() and not (out / MANIFEST).is_file():
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
     graph = checkpoint.to_graph(model)
+    if graph.encoding == "direct":
+        raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
+                         f"spikes only: retrain with --encoding rate, poisson or latency")
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
         raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
-    calib = data.encode(ds.train.x[:calib_samples], graph.steps)
+    calib = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
     qgraph, reports = calibrate(folded, calib, target, progress=progress)
     qgraph = check(qgraph, target)
     acc = {"float": _accuracy(graph, ds.val.x, ds.val.y, False),
@@ -139,4 +142,4 @@ def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) ->
     n = len(ds.test.y) if samples is None else min(samples, len(ds.test.y))
     if n <= 0:
         raise DeployError(f"--samples must be positive, got {samples}")
-    return data.encode(ds.test.x[:n], graph.steps), ds.test.y[:n]
+    return data.encode(ds.test.x[:n], graph.steps, graph.encoding), ds.test.y[:n]
