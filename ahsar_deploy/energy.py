@@ -45,7 +45,7 @@ import numpy as np
 import hw_targets
 from hw_targets.cmos45 import BASELINE
 
-from .errors import DeployError
+from .errors import DeployError, UnsupportedLayerError
 from .ir import DeployGraph
 from .passes.map import map_layers
 
@@ -57,22 +57,29 @@ OPS = {"synaptic_op": "synaptic_ops", "synaptic_event": "synaptic_ops_nonzero",
        "spike_in_tile": "spike_messages"}
 
 
+def _dense_only(layer, stage: str) -> None:
+    if layer.kind != "dense":
+        raise UnsupportedLayerError(f"{stage}: {layer.name} is a {layer.kind} layer; counters and "
+                                    f"core mapping support dense layers only")
+
+
 def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]) -> list[dict]:
     """Per-layer counts, in total and per time step (summed over samples).
 
     inputs (N, T, F), layer_spikes[l] (N, T, n_l), both 0/1."""
     rows = []
-    x = inputs.reshape(inputs.shape[0], inputs.shape[1], -1).astype(np.int64)
+    x = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     for layer, s in zip(graph.layers, layer_spikes):
+        _dense_only(layer, "energy")
         n = layer.n_out
         fan_nonzero = np.count_nonzero(np.asarray(layer.weight), axis=0).astype(np.int64)  # (n_in,)
-        in_per_step = x.sum(axis=2)                               # (N, T)
+        in_per_step = x.sum(axis=2, dtype=np.int64)               # (N, T)
         active = np.count_nonzero(in_per_step, axis=0)            # samples with input, per step
         step = {
             "input_spikes": in_per_step.sum(axis=0),
-            "spikes": s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2)),
+            "spikes": s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64),
             "synaptic_ops": in_per_step.sum(axis=0) * n,
-            "synaptic_ops_nonzero": x.sum(axis=0) @ fan_nonzero,
+            "synaptic_ops_nonzero": x.sum(axis=0, dtype=np.int64) @ fan_nonzero,
             "updates_active": active * n,
             "updates_inactive": (x.shape[0] - active) * n,
         }
@@ -80,7 +87,7 @@ def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]
         rows.append({"layer": layer.name, "neurons": n, "fan_in": layer.n_in,
                      **{k: sum(v) for k, v in step.items()},
                      "rate": float(s.mean()), "per_step": step})
-        x = s.reshape(s.shape[0], s.shape[1], -1).astype(np.int64)
+        x = s.reshape(s.shape[0], s.shape[1], -1)
     return rows
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import TargetError
+from ..errors import TargetError, UnsupportedLayerError
 from ..ir import DeployGraph
 
 
@@ -38,6 +38,8 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
     out: list[LayerMap] = []
     dest_cores = 1                              # the last layer sends to the output
     for l in reversed(graph.layers):
+        if l.kind != "dense":
+            raise UnsupportedLayerError(f"map: {l.name} is a {l.kind} layer; mapping supports dense layers only")
         if target.fan_in_axons_per_core is not None and l.n_in > target.fan_in_axons_per_core:
             _fail(target, l.name, "fan-in", f"{l.n_in} inputs, limit {target.fan_in_axons_per_core} "
                   "axons per core (split the layer or reduce its inputs)")
