@@ -198,7 +198,7 @@ def table(report: dict) -> str:
               f"{nb['synaptic_operations']['dense']}), footprint {nb['footprint_bytes']} B, "
               f"connection sparsity {nb['connection_sparsity']}"]
     if report.get("targets"):
-        lines.append("all energy models (nJ per inference, dynamic / static):")
+        lines.append("all energy models (nJ per inference: operations / static):")
         for t in report["targets"]:
             lines.append(f"  {t['target']:<10} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])}"
                                                   if t["fits"] else f"does not fit: {t['error']}"))
