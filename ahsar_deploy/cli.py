@@ -60,7 +60,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet)
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -185,7 +185,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
+    p.add_argument("--calib-samples", type=int, default=512, help="training samples for calibration")
+    p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
+                   help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
+    p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
