@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,10 +23,10 @@ from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
 from . import checkpoint, data, emulator
-from .errors import BuildError, DeployError
+from .errors import BuildError, DatasetError, DeployError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
-from .passes.check import check
+from .passes.check import check, check_size
 from .passes.fold import fold
 
 log = logging.getLogger(__name__)
@@ -44,21 +46,64 @@ def _layer_manifest(l: Layer) -> dict:
             "train_rate": l.train_rate}
 
 
+def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
+    """--calib FILE.npy: (N, F) intensities in [0, 1] or (N, T, F) spikes in {0, 1};
+    returns at most `limit` samples as (N, T, F) uint8 spikes. Never unpickles."""
+    p = Path(path)
+    where = f"calibration data {p}"
+    if not p.is_file():
+        raise DatasetError(f"{where}: no such file")
+    try:
+        a = np.load(p, mmap_mode="r", allow_pickle=False)   # header first: no huge read
+    except (OSError, ValueError, EOFError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DatasetError(f"{where}: not a readable .npy array ({reason})") from None
+    if not isinstance(a, np.ndarray):
+        a.close()
+        raise DatasetError(f"{where}: an .npz archive; pass one .npy array")
+    f, t = graph.n_inputs, graph.steps
+    want = f"(N, {f}) intensities in [0, 1] or (N, {t}, {f}) spikes in {{0, 1}}"
+    if a.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: dtype {a.dtype} is not numeric; expected {want}")
+    if a.ndim not in (2, 3) or a.shape[0] < 1 or a.shape[1:] not in ((f,), (t, f)):
+        raise DatasetError(f"{where}: shape {a.shape} does not fit the model; expected {want}")
+    a = np.array(a[:limit])
+    if a.ndim == 2:
+        if not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
+            raise DatasetError(f"{where}: intensities must be finite and in [0, 1] "
+                               f"(found {a.min():.3g}..{a.max():.3g})")
+        return data.encode(a, t)
+    if not np.all((a == 0) | (a == 1)):
+        raise DatasetError(f"{where}: (N, T, F) spikes must be 0 or 1")
+    return a.astype(np.uint8)
+
+
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
-           calib_samples: int = 256, progress: bool = True) -> dict:
+           calib_samples: int = 256, progress: bool = True,
+           calib: str | Path | None = None) -> dict:
+    """Fold, calibrate (on `calib` or the training split), check and write a build."""
     target = hw_targets.get(target_name)
     out = Path(out_dir)
     if out.exists() and not force:
         raise BuildError(f"{out}: exists; pass --force to replace it")
     if out.exists() and not (out / MANIFEST).is_file():
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
+    if calib_samples < 1:
+        raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
     graph = checkpoint.to_graph(model)
+    check_size(graph, target)
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
         raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
-    calib = data.encode(ds.train.x[:calib_samples], graph.steps)
-    qgraph, reports = calibrate(folded, calib, target, progress=progress)
+    if calib is None:
+        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps)
+        cal_source = {"split": "train[:%d]" % len(x_cal)}
+    else:
+        x_cal = load_calibration(calib, graph, calib_samples)
+        cal_source = {"split": f"file[:{len(x_cal)}]",
+                      "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
+    qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
     qgraph = check(qgraph, target)
     acc = {"float": _accuracy(graph, ds.val.x, ds.val.y, False),
            "folded": _accuracy(folded, ds.val.x, ds.val.y, False),
@@ -77,31 +122,55 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "layers": [_layer_manifest(l) for l in qgraph.layers],
         "files": ["model.nir", "model.net", "calibration.json", MANIFEST],
     }
-    calibration = {"calibration_samples": len(calib), "split": "train[:%d]" % len(calib),
+    calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise BuildError(f"{out}: cannot create the build directory ({e.strerror or e})") from None
     try:
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        with _signals_held():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise BuildError(f"{out}: cannot write the build ({e.strerror or e}); nothing was changed") from None
         raise
     return manifest
 
 
+@contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait until the block is done (they are delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _replace_dir(new: Path, out: Path) -> None:
-    """Rename new into out; an existing out is moved aside first and removed after."""
-    if out.exists():
+    """Rename the complete build `new` to `out`. An existing `out` is moved aside, and
+    put back if the rename fails; signals wait, so the old build is never lost."""
+    with _signals_held():
+        if not out.exists():
+            new.rename(out)
+            return
         old = out.with_name(f".{out.name}.old-{new.name[-8:]}")
         out.rename(old)
-        new.rename(out)
+        try:
+            new.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(out)
 
 
 def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:

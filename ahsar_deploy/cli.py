@@ -44,7 +44,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet)
+               progress=not a.quiet, calib=a.calib)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -162,7 +162,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
+    p.add_argument("--calib-samples", type=int, default=256,
+                   help="at most this many calibration samples (default 256)")
+    p.add_argument("--calib", metavar="FILE.npy", default=None,
+                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
+                        "(default: the model's training split)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -178,8 +182,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, as every other error (no usage block)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ahsar", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
     p.add_argument("--data", default="digits")
@@ -227,11 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.fn(args)
     except DeployError as e:
-        print(f"ahsar {args.cmd}: error: {e}", file=sys.stderr)
+        print(f"ahsar {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ahsar {args.cmd}: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line; AHSAR_DEBUG=1 re-raises
+        if os.environ.get("AHSAR_DEBUG"):
+            raise
+        print(f"ahsar {args.cmd}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              f"(please report; AHSAR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, default=float))
     return 0

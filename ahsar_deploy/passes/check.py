@@ -39,3 +39,14 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
     if cores > target.cores:
         raise TargetError(f"check: network needs {cores} cores, {target.name} has {target.cores}")
     return graph.with_(notes={**graph.notes, "cores": cores})
+
+
+def check_size(graph: DeployGraph, target: LoihiTarget) -> None:
+    """The rules that need only layer shapes (fan-in, cores), before calibration spends time."""
+    for l in graph.layers:
+        if l.n_in > target.fan_in_axons_per_core:
+            raise TargetError(f"check: {l.name} breaks {target.name} rule 'fan-in': fan-in {l.n_in}, "
+                              f"limit {target.fan_in_axons_per_core} axons per core")
+    cores = sum(math.ceil(l.n_out / target.neurons_per_core) for l in graph.layers)
+    if cores > target.cores:
+        raise TargetError(f"check: network needs {cores} cores, {target.name} has {target.cores}")
