@@ -11,6 +11,7 @@ import logging
 import shutil
 import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -147,13 +148,21 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
 
 @contextmanager
 def _signals_held():
-    """Ctrl-C and SIGTERM wait until the block is done (they are delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Ctrl-C and SIGTERM wait until the block is done, then reach their usual handler.
+    (Python runs signal handlers in the main thread only; elsewhere nothing is held.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    before = {s: signal.signal(s, lambda n, _frame: got.append(n))
+              for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
 
 
 def _replace_dir(new: Path, out: Path) -> None:
