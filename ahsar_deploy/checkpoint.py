@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,31 @@ def _reason(e: Exception) -> str:
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
+def _check_archive(path: Path) -> None:
+    """torch.save writes a zip of stored (uncompressed) entries with CRC-32s, which
+    torch.load does not verify: a damaged byte in a tensor would load as a wrong weight."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return   # not an archive at all: torch.load refuses it below
+        with zipfile.ZipFile(path) as z:
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            bad = None if packed else z.testzip()
+    except Exception as e:  # zipfile raises several types for damaged archives
+        raise ModelFileError(f"{path}: damaged checkpoint archive ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:120]})") from None
+    if packed:
+        raise ModelFileError(f"{path}: compressed entry {_show(packed[0])}; torch.save stores "
+                             f"entries uncompressed: not a checkpoint written by torch")
+    if bad is not None:
+        raise ModelFileError(f"{path}: damaged checkpoint: entry {_show(bad)} fails its CRC-32 check")
+
+
 def load(path: str | Path) -> dict:
     """Load and check a checkpoint; every failure is a one-line ModelFileError."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    _check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; we report
             warnings.simplefilter("ignore")

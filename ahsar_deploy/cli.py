@@ -138,12 +138,14 @@ def cmd_inspect(a) -> dict:
     ckpt = checkpoint.load(p)
     model = checkpoint.build_model(ckpt, where=str(p))
     hist = ckpt.get("history") or []
+    rates = ckpt.get("test_rates") or []
+    info = ckpt["data"] if isinstance(ckpt["data"], dict) else {}
     lines = [f"checkpoint {p}: method {model.method}, sizes {model.sizes}, dataset "
-             f"{ckpt['data'].get('name')}, {ckpt['data'].get('steps')} steps, "
+             f"{info.get('name')!r:.40}, {info.get('steps')!r:.20} steps, "
              f"float test accuracy {ckpt.get('test_accuracy')}"]
     for l, th in enumerate(model.thresholds()):
         lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
-                     + (f"  test rate {ckpt['test_rates'][l]:.3f}" if ckpt.get("test_rates") else ""))
+                     + (f"  test rate {rates[l]:.3f}" if l < len(rates) else ""))
     if model.regulator is not None:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "

@@ -102,7 +102,7 @@ BAD_FIELDS = [
 
 
 @pytest.mark.parametrize("mutate,cls,words", [b[1:] for b in BAD_FIELDS], ids=[b[0] for b in BAD_FIELDS])
-def test_bad_field_is_refused_by_name(mutate, cls, words, make_ckpt, tmp_path):
+def test_bad_field_is_refused_by_name(mutate, cls, words, make_ckpt, tmp_path, capsys):
     ck = make_ckpt([64, 12, 8, 10])
     mutate(ck)
     path = tmp_path / "m.pt"
@@ -114,6 +114,9 @@ def test_bad_field_is_refused_by_name(mutate, cls, words, make_ckpt, tmp_path):
     for w in words:
         assert w in msg, msg
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+    code = cli.main(["inspect", str(path), "-q"])   # refuses it too, or summarises it: no crash
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code in (0, 1) and len(err) == code, err
 
 
 def test_unmodified_checkpoint_exports(make_ckpt, tmp_path):
