@@ -35,7 +35,7 @@ MANIFEST = "manifest.json"
 
 
 def _accuracy(graph: DeployGraph, x: np.ndarray, y: np.ndarray, integer: bool) -> float:
-    out = emulator.run(graph, data.encode(x, graph.steps), integer=integer)[-1]
+    out = emulator.run(graph, data.encode(x, graph.steps, graph.encoding), integer=integer)[-1]
     return float(np.mean(out.sum(axis=1).argmax(axis=1) == y))
 
 
@@ -48,8 +48,8 @@ def _layer_manifest(l: Layer) -> dict:
 
 
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
-    """--calib FILE.npy: (N, F) intensities in [0, 1] or (N, T, F) spikes in {0, 1};
-    returns at most `limit` samples as (N, T, F) uint8 spikes. Never unpickles."""
+    """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
+    (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
     p = Path(path)
     where = f"calibration data {p}"
     if not p.is_file():
@@ -73,7 +73,7 @@ def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.nda
         if not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
             raise DatasetError(f"{where}: intensities must be finite and in [0, 1] "
                                f"(found {a.min():.3g}..{a.max():.3g})")
-        return data.encode(a, t)
+        return data.encode(a, t, graph.encoding)
     if not np.all((a == 0) | (a == 1)):
         raise DatasetError(f"{where}: (N, T, F) spikes must be 0 or 1")
     return a.astype(np.uint8)
@@ -92,13 +92,16 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if calib_samples < 1:
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
     graph = checkpoint.to_graph(model)
+    if graph.encoding == "direct":
+        raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
+                         f"spikes only: retrain with --encoding rate, poisson or latency")
     check_size(graph, target)
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
         raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
     if calib is None:
-        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps)
+        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
     else:
         x_cal = load_calibration(calib, graph, calib_samples)
@@ -217,4 +220,4 @@ def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) ->
     n = len(ds.test.y) if samples is None else min(samples, len(ds.test.y))
     if n <= 0:
         raise DeployError(f"--samples must be positive, got {samples}")
-    return data.encode(ds.test.x[:n], graph.steps), ds.test.y[:n]
+    return data.encode(ds.test.x[:n], graph.steps, graph.encoding), ds.test.y[:n]

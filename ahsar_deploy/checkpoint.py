@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import ENCODINGS
 from .errors import ModelFileError, UnsupportedLayerError
 from .ir import DeployGraph, Layer
 from .regulator import AHSARConfig
@@ -23,21 +24,25 @@ from .snn import METHODS, SNN
 
 FORMAT = "ahsar-deploy.checkpoint"
 VERSION = 1
-LAYER_TYPES = ("cuba_lif_dense",)
-ENCODING = "rate-deterministic"
+LAYER_TYPES = ("cuba_lif_dense", "cuba_lif_conv", "sum_pool", "avg_pool", "flatten")
+# integer fields each layer type needs, with their smallest allowed value
+_LAYER_INTS = {"cuba_lif_dense": {"n_out": 1},
+               "cuba_lif_conv": {"out_channels": 1, "kernel": 1, "stride": 1, "padding": 0},
+               "sum_pool": {"kernel": 1}, "avg_pool": {"kernel": 1}, "flatten": {}}
 MAX_STEPS = 100_000
 
 
 def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
-                    test_accuracy: float, test_rates: list[float]) -> dict:
+                    test_accuracy: float, test_rates: list[float], encoding: str = "rate",
+                    extra: dict | None = None) -> dict:
     first = model.layers[0]
     reg = model.regulator
+    is_cnn = any(s["type"] != "cuba_lif_dense" for s in model.specs)
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": {"kind": "mlp", "sizes": list(model.sizes),
-                 "layers": [{"type": "cuba_lif_dense", "n_in": l.fc.in_features,
-                             "n_out": l.fc.out_features} for l in model.layers]},
+        "arch": {"kind": "cnn" if is_cnn else "mlp", "input_shape": list(model.input_shape),
+                 "sizes": list(model.sizes), "layers": [dict(s) for s in model.specs]},
         "neuron": {"model": "cuba-lif", "i_decay": first.i_decay, "v_decay": first.v_decay,
                    "reset": "zero", "spike": "v > theta", "dt_s": 1e-3},
         "method": model.method,
@@ -47,12 +52,13 @@ def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "thresholds": [[float(t) for t in th] for th in model.thresholds()],
         "data": {"name": data.name, "n_features": data.n_features, "n_classes": data.n_classes,
-                 "encoding": "rate-deterministic", "steps": steps},
+                 "encoding": encoding, "steps": steps},
         "seed": seed,
         "history": history,
         "test_accuracy": test_accuracy,
         "test_rates": test_rates,
         "torch_version": str(torch.__version__),
+        **(extra or {}),
     }
 
 
@@ -185,17 +191,18 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise UnsupportedLayerError(
                 f"{where}: layer {i} has type {_show(kind)}; supported: {', '.join(LAYER_TYPES)}")
-    if not _is(arch.get("kind", "mlp"), "mlp"):
-        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind'))}; supported: 'mlp'")
-    sizes = _field(arch, "sizes", list, f"{where}: arch")
-    if (not layers or len(sizes) != len(layers) + 1
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
-        raise ModelFileError(f"{where}: arch.sizes {_show(sizes)} does not match its {len(layers)} layers")
-    for i, spec in enumerate(layers):
-        for key, n in (("n_in", sizes[i]), ("n_out", sizes[i + 1])):
-            if not _is(spec.get(key, n), n):
-                raise ModelFileError(f"{where}: layer {i} field {_show(key)} is {_show(spec.get(key))}, "
-                                     f"arch.sizes says {n}")
+        for key, low in _LAYER_INTS[kind].items():
+            v = spec.get(key, 1 if key == "stride" else 0 if key == "padding" else None)
+            if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 65536:
+                raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {_show(v)}, "
+                                     f"expected an integer >= {low}")
+    if not (isinstance(arch.get("kind", "mlp"), str) and arch.get("kind", "mlp") in ("mlp", "cnn")):
+        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind'))}; supported: 'mlp', 'cnn'")
+    sizes = arch.get("sizes")
+    shape = arch.get("input_shape", sizes[:1] if isinstance(sizes, list) else None)
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 20 for n in shape)):
+        raise ModelFileError(f"{where}: arch.input_shape {_show(shape)} is not a list of 1-3 positive integers")
     neuron = _field(ckpt, "neuron", dict, where)
     i_decay = _field(neuron, "i_decay", int, f"{where}: neuron")
     v_decay = _field(neuron, "v_decay", int, f"{where}: neuron")
@@ -219,20 +226,23 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
     state = _field(ckpt, "state_dict", dict, where)
     if not all(isinstance(k, str) for k in state):
         raise ModelFileError(f"{where}: state_dict keys must be strings")
-    # Shapes first, from the file itself: a forged arch.sizes must not make us allocate.
-    for i in range(len(layers)):
-        key = f"layers.{i}.fc.weight"
-        t = state.get(key)
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (sizes[i + 1], sizes[i]):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ModelFileError(f"{where}: layer {i} field {key} has shape/type {shape}, "
-                                 f"expected ({sizes[i + 1]}, {sizes[i]}) from arch.sizes")
     try:
         config = AHSARConfig.from_dict(reg["config"]) if reg is not None else None
-        model = SNN(sizes, i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config)
-    except (ValueError, TypeError, KeyError) as e:
+        with torch.device("meta"):   # shapes only: a forged arch must not make us allocate
+            skeleton = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
+                           input_shape=tuple(shape), specs=layers)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
         raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
-    expected = model.state_dict()
+    if sizes is not None and not _is(sizes, skeleton.sizes):
+        raise ModelFileError(f"{where}: arch.sizes {_show(sizes)} does not match the layers' "
+                             f"{_show(skeleton.sizes)}")
+    syns = iter(l.syn for l in skeleton.layers)
+    for i, spec in enumerate(layers):
+        syn = next(syns) if spec["type"].startswith("cuba_lif") else None
+        if spec["type"] == "cuba_lif_dense" and not _is(spec.get("n_in", syn.in_features), syn.in_features):
+            raise ModelFileError(f"{where}: layer {i} field 'n_in' is {_show(spec['n_in'])}, "
+                                 f"its input has {syn.in_features}")
+    expected = skeleton.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise UnsupportedLayerError(f"{where}: state_dict has entries this toolchain does not "
@@ -251,13 +261,15 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         bad = t.isnan().any() if key == "regulator.best_val_loss" else ~torch.isfinite(t).all()
         if bad:   # best_val_loss starts at +inf and is never deployed
             raise ModelFileError(f"{where}: {key} contains NaN or Inf")
+    model = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
+                input_shape=tuple(shape), specs=layers)   # its size is the file's: checked above
     model.load_state_dict(state)
-    for l, (layer, th) in enumerate(zip(model.layers, model.thresholds())):
-        if not (layer.theta_base > 0).all():
-            raise ModelFileError(f"{where}: layers.{l}.theta_base must be positive")
+    for l, th in enumerate(model.thresholds()):
         if not (torch.isfinite(th).all() and (th > 0).all()):
-            raise ModelFileError(f"{where}: layer {l} effective threshold (theta_base x AHSAR scale) "
-                                 f"is not a positive finite number")
+            raise ModelFileError(f"{where}: layers.{l} threshold (theta_base"
+                                 f"{' * |v_th| * e_run' if model.layers[l].hoyer else ''}"
+                                 f"{' * AHSAR scale' if model.regulator is not None else ''}) "
+                                 f"must be positive and finite")
     model.eval()
     return model
 
@@ -271,9 +283,10 @@ def to_graph(path: str | Path) -> DeployGraph:
     if not 1 <= steps <= MAX_STEPS:
         raise ModelFileError(f"{path}: data.steps must be in 1..{MAX_STEPS}, got {steps}")
     _field(data, "name", str, f"{path}: data")
-    if not _is(data.get("encoding", ENCODING), ENCODING):
-        raise ModelFileError(f"{path}: data.encoding {_show(data.get('encoding'))} unsupported; "
-                             f"supported: {ENCODING!r}")
+    encoding = data.get("encoding", "rate")
+    if not (isinstance(encoding, str) and encoding in ENCODINGS):
+        raise ModelFileError(f"{path}: data.encoding {_show(encoding)} unsupported; "
+                             f"supported: {', '.join(ENCODINGS)}")
     if not _is(data.get("n_features", model.sizes[0]), model.sizes[0]):
         raise ModelFileError(f"{path}: data.n_features {_show(data.get('n_features'))} does not match "
                              f"the first layer's {model.sizes[0]} inputs")
@@ -281,10 +294,12 @@ def to_graph(path: str | Path) -> DeployGraph:
     rates = rates if isinstance(rates, list) and len(rates) == len(model.layers) else [None] * len(model.layers)
     layers = []
     n_layers = len(model.layers)
+    if any(layer.is_conv for layer in model.layers):
+        raise UnsupportedLayerError(f"{path}: convolutional layers do not deploy in this version")
     for l, (layer, th) in enumerate(zip(model.layers, model.thresholds())):
         layers.append(Layer(
             name=f"layer{l}",
-            weight=layer.fc.weight.detach().double().numpy().copy(),
+            weight=layer.syn.weight.detach().double().numpy().copy(),
             threshold=th.detach().double().numpy().copy(),
             i_decay=layer.i_decay, v_decay=layer.v_decay,
             regulated=model.regulator is not None and l < n_layers - 1,
@@ -292,7 +307,7 @@ def to_graph(path: str | Path) -> DeployGraph:
     acc = ckpt.get("test_accuracy")
     return DeployGraph(
         layers=tuple(layers), n_inputs=model.sizes[0], steps=steps,
-        dataset=str(data.get("name")), encoding=str(data.get("encoding", "rate-deterministic")),
+        dataset=str(data.get("name")), encoding=str(data.get("encoding", "rate")),
         method=model.method, source_sha256=sha256(path),
         float_accuracy=float(acc) if isinstance(acc, float) else None)
 

@@ -37,7 +37,7 @@ def cli():
 
 
 def make_checkpoint_dict(sizes, steps=4, method="ahsar", i_decay=1024, v_decay=512, seed=0,
-                         weight_scale=1.0):
+                         weight_scale=1.0, encoding="rate"):
     """An untrained checkpoint dict in the format `ahsar train` writes (no training: fast)."""
     from types import SimpleNamespace
 
@@ -48,9 +48,10 @@ def make_checkpoint_dict(sizes, steps=4, method="ahsar", i_decay=1024, v_decay=5
     model = SNN(list(sizes), i_decay=i_decay, v_decay=v_decay, method=method)
     with torch.no_grad():
         for layer in model.layers:
-            layer.fc.weight.mul_(weight_scale)
+            layer.syn.weight.mul_(weight_scale)
     ds = SimpleNamespace(name="digits", n_features=sizes[0], n_classes=sizes[-1])
-    return checkpoint.make_checkpoint(model, ds, steps, seed, [], 0.5, [0.1] * (len(sizes) - 1))
+    return checkpoint.make_checkpoint(model, ds, steps, seed, [], 0.5, [0.1] * (len(sizes) - 1),
+                                      encoding=encoding)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ahsar_deploy import build, data, emulator
+from ahsar_deploy.data import ENCODINGS
+from ahsar_deploy.snn import METHODS
 from ahsar_deploy.errors import DeployError
 
 N_NETWORKS = 200
@@ -46,7 +48,8 @@ def networks(draw):
     n_in = draw(st.sampled_from([64, 64, 64, 64, 63]))
     sizes = [n_in, *draw(st.lists(st.integers(1, 12), max_size=2)), draw(st.integers(1, 10))]
     decay = st.integers(0, 4096)
-    spec = dict(sizes=sizes, steps=draw(st.integers(1, 6)), method=draw(st.sampled_from(["ahsar", "baseline"])),
+    spec = dict(sizes=sizes, steps=draw(st.integers(1, 6)), method=draw(st.sampled_from(METHODS)),
+                encoding=draw(st.sampled_from(ENCODINGS)),
                 i_decay=draw(decay), v_decay=draw(decay), seed=draw(st.integers(0, 2 ** 16)),
                 weight_scale=draw(st.sampled_from([0.0, 1e-6, 0.05, 1.0, 4.0, 1e3, 1e30])))
     theta = draw(st.sampled_from([1.0, 0.3, 7.0, 1e-3, 1e-300]))
@@ -112,7 +115,7 @@ def _export_and_check(model: pathlib.Path, must_fail: bool, counts: dict) -> Non
     assert sorted(os.listdir(out.parent)) == ["b"]
     assert sorted(os.listdir(out)) == sorted(m["files"])
     graph, _ = build.load(out)
-    spikes = emulator.run(graph, data.encode(data.load("digits").test.x[:4], graph.steps))
+    spikes = emulator.run(graph, data.encode(data.load("digits").test.x[:4], graph.steps, graph.encoding))
     assert [s.shape[-1] for s in spikes] == [l["n_out"] for l in m["layers"]]
     counts["exported"] += 1
 

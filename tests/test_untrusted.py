@@ -32,9 +32,13 @@ def _sd(key, fn):
 
 
 def _forge_sizes(ck):
-    """Claim a 10^9-neuron layer consistently in arch; only the tensors disagree."""
-    ck["arch"]["sizes"][1] = 10 ** 9
-    ck["arch"]["layers"][0]["n_out"] = ck["arch"]["layers"][1]["n_in"] = 10 ** 9
+    """Claim a 2^20-input, 2^16-neuron first layer (a 256 GB weight) consistently in arch;
+    only the file's tensors disagree. Refused from shapes alone, nothing allocated."""
+    arch = ck["arch"]
+    arch["input_shape"] = [1 << 20]
+    arch["sizes"][:2] = [1 << 20, 1 << 16]
+    arch["layers"][0].update(n_in=1 << 20, n_out=1 << 16)
+    arch["layers"][1]["n_in"] = 1 << 16
 
 
 def _nan_at_end(t):
@@ -46,33 +50,37 @@ def _nan_at_end(t):
 # (id, mutation, error class, words the one-line message must contain)
 BAD_FIELDS = [
     ("forged-sizes", _forge_sizes, ModelFileError,
-     ["layer 0", "layers.0.fc.weight", "(1000000000, 64)"]),
+     ["layers.0.", "expected dense float (65536"]),
     ("sizes-bool", _set("arch.sizes", [64, True, 10]), ModelFileError, ["arch.sizes"]),
     ("layer-n_in", _set("arch.layers.1.n_in", 7), ModelFileError, ["layer 1", "'n_in'"]),
     ("layer-type-tensor", _set("arch.layers.0.type", torch.zeros(3, 3)), UnsupportedLayerError,
      ["layer 0", "a Tensor"]),
-    ("arch-kind", _set("arch.kind", "cnn"), UnsupportedLayerError, ["arch.kind", "'cnn'"]),
-    ("nan-weight", _sd("layers.1.fc.weight", _nan_at_end), ModelFileError, ["layers.1.fc.weight", "NaN"]),
+    ("arch-kind", _set("arch.kind", "rnn"), UnsupportedLayerError, ["arch.kind", "'rnn'"]),
+    ("input-shape", _set("arch.input_shape", [0]), ModelFileError, ["arch.input_shape", "[0]"]),
+    ("conv-stride", lambda ck: ck["arch"]["layers"].insert(0, {"type": "cuba_lif_conv", "out_channels": 2,
+                                                               "kernel": 3, "stride": 0}),
+     ModelFileError, ["layer 0", "'stride'"]),
+    ("nan-weight", _sd("layers.1.syn.weight", _nan_at_end), ModelFileError, ["layers.1.syn.weight", "NaN"]),
     ("inf-theta", _sd("layers.2.theta_base", lambda t: t * float("inf")), ModelFileError,
      ["layers.2.theta_base", "Inf"]),
     ("negative-theta", _sd("layers.0.theta_base", lambda t: -t), ModelFileError,
-     ["layers.0.theta_base", "positive"]),
-    ("int-weight", _sd("layers.0.fc.weight", lambda t: t.long()), ModelFileError,
-     ["layers.0.fc.weight", "torch.int64"]),
-    ("complex-weight", _sd("layers.0.fc.weight", lambda t: t.to(torch.complex64)), ModelFileError,
-     ["layers.0.fc.weight", "complex64"]),
-    ("sparse-weight", _sd("layers.1.fc.weight", lambda t: t.to_sparse()), ModelFileError,
-     ["layers.1.fc.weight", "dense float"]),
+     ["layers.0 threshold", "theta_base", "positive"]),
+    ("int-weight", _sd("layers.0.syn.weight", lambda t: t.long()), ModelFileError,
+     ["layers.0.syn.weight", "torch.int64"]),
+    ("complex-weight", _sd("layers.0.syn.weight", lambda t: t.to(torch.complex64)), ModelFileError,
+     ["layers.0.syn.weight", "complex64"]),
+    ("sparse-weight", _sd("layers.1.syn.weight", lambda t: t.to_sparse()), ModelFileError,
+     ["layers.1.syn.weight", "dense float"]),
     ("theta-shape", _sd("layers.1.theta_base", lambda t: t[:-1]), ModelFileError,
      ["layers.1.theta_base", "expected"]),
-    ("weight-not-tensor", _sd("layers.0.fc.weight", lambda t: t.tolist()), ModelFileError,
-     ["layers.0.fc.weight", "list"]),
+    ("weight-not-tensor", _sd("layers.0.syn.weight", lambda t: t.tolist()), ModelFileError,
+     ["layers.0.syn.weight", "list"]),
     ("overflowing-scale", _sd("regulator.log_s", lambda t: t + 1e4), ModelFileError,
-     ["layer 0", "effective threshold"]),
+     ["layers.0 threshold", "AHSAR scale"]),
     ("nan-regulator", _sd("regulator.h", lambda t: t * float("nan")), ModelFileError,
      ["regulator.h", "NaN"]),
-    ("extra-entry", lambda ck: ck["state_dict"].__setitem__("layers.0.fc.bias", torch.zeros(3)),
-     UnsupportedLayerError, ["layers.0.fc.bias"]),
+    ("extra-entry", lambda ck: ck["state_dict"].__setitem__("layers.0.syn.bias", torch.zeros(3)),
+     UnsupportedLayerError, ["layers.0.syn.bias"]),
     ("missing-entry", lambda ck: ck["state_dict"].pop("regulator.log_g"), ModelFileError,
      ["regulator.log_g"]),
     ("int-key", lambda ck: ck["state_dict"].__setitem__(3, torch.zeros(1)), ModelFileError,
@@ -89,7 +97,7 @@ BAD_FIELDS = [
     ("regulator-type", _set("regulator", "AHSAR"), ModelFileError, ["regulator"]),
     ("steps-zero", _set("data.steps", 0), ModelFileError, ["data.steps"]),
     ("steps-huge", _set("data.steps", 10 ** 9), ModelFileError, ["data.steps", "1000000000"]),
-    ("encoding", _set("data.encoding", "latency"), ModelFileError, ["data.encoding", "latency"]),
+    ("encoding", _set("data.encoding", "morse"), ModelFileError, ["data.encoding", "morse"]),
     ("n_features", _set("data.n_features", 65), ModelFileError, ["data.n_features", "65"]),
     ("dataset-name", _set("data.name", None), ModelFileError, ["data", "'name'"]),
     ("version-tensor", _set("version", torch.ones(3)), ModelFileError, ["version", "a Tensor"]),
