@@ -104,6 +104,7 @@ def _export_and_check(model: pathlib.Path, must_fail: bool, counts: dict) -> Non
     """The invariant of every case: a complete, runnable build, or a DeployError and nothing."""
     out = model.parent / "out" / "b"
     counts["cases"] += 1
+    counts["must_refuse"] += must_fail
     try:
         m = build.export(model, "loihi", out, calib_samples=8, progress=False)
     except DeployError as e:
@@ -122,8 +123,9 @@ def _export_and_check(model: pathlib.Path, must_fail: bool, counts: dict) -> Non
 
 def _report(capsys, what, counts, n):
     with capsys.disabled():
-        print(f"\nfuzz {what}: {counts['cases']} cases, {counts['exported']} exported, "
-              f"{counts['refused']} refused with a one-line DeployError")
+        print(f"\nfuzz {what}: {counts['cases']} cases ({counts['must_refuse']} invalid by "
+              f"construction), {counts['exported']} exported, {counts['refused']} refused "
+              f"with a one-line DeployError")
     assert counts["cases"] == n
     assert counts["exported"] + counts["refused"] == n
     return counts
@@ -131,7 +133,7 @@ def _report(capsys, what, counts, n):
 
 def test_fuzz_random_networks(make_ckpt, monkeypatch, capsys):
     monkeypatch.setattr(data, "load", functools.lru_cache(data.load))  # the dataset is not fuzzed
-    counts = {"cases": 0, "exported": 0, "refused": 0}
+    counts = {"cases": 0, "must_refuse": 0, "exported": 0, "refused": 0}
 
     @FUZZ
     @given(networks())
@@ -176,7 +178,7 @@ def _damage(raw: bytes, damage, where, junk) -> bytes:
 
 def test_fuzz_damaged_files(make_ckpt, monkeypatch, capsys):
     monkeypatch.setattr(data, "load", functools.lru_cache(data.load))
-    counts = {"cases": 0, "exported": 0, "refused": 0}
+    counts = {"cases": 0, "must_refuse": 0, "exported": 0, "refused": 0}
 
     @FUZZ
     @given(damaged_files())
