@@ -128,23 +128,23 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     }
     calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
+    tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _signals_held():
+        with _signals_held():   # a signal now arrives after `tmp` is set: it is removed below
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as e:
-        raise BuildError(f"{out}: cannot create the build directory ({e.strerror or e})") from None
-    try:
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out)
     except BaseException as e:
-        with _signals_held():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            with _signals_held():
+                shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
-            raise BuildError(f"{out}: cannot write the build ({e.strerror or e}); nothing was changed") from None
+            what = "write the build" if tmp is not None else "create the build directory"
+            raise BuildError(f"{out}: cannot {what} ({e.strerror or e}); nothing was changed") from None
         raise
     return manifest
 

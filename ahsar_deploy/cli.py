@@ -268,11 +268,22 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    before = signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
+    try:
+        try:
+            args = parser().parse_args(argv)   # imports torch: can take seconds
+        except KeyboardInterrupt:
+            print("ahsar: interrupted while starting; nothing was written", file=sys.stderr)
+            return 130
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(message)s", stream=sys.stderr)
+        return _dispatch(args)
+    finally:   # a SIGTERM after the work is done ends the process quietly, as before main
+        signal.signal(signal.SIGTERM, before)
+
+
+def _dispatch(args) -> int:
     from .errors import DeployError
-    args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
     try:
         result = args.fn(args)
     except DeployError as e:

@@ -132,15 +132,12 @@ def _check_after_signal(proc, sig, old_build, before):
 
 def test_real_signals_leave_old_or_new_build_whole(small_model, old_build):
     """The CLI is sent SIGINT part-way through, and SIGTERM as soon as its temporary
-    build directory appears (while it writes): never a partial build or a leftover."""
+    build directory appears (while it writes): never a partial build or a leftover,
+    never a traceback. (Both found bugs: a leftover temporary directory, and a
+    traceback when Ctrl-C came while the CLI was still importing torch.)"""
     before = _snapshot(old_build)
-    t0 = time.perf_counter()
     proc = _export_cli(small_model, old_build)
-    assert _check_after_signal(proc, 0, old_build, before) == 0
-    full = time.perf_counter() - t0
-
-    proc = _export_cli(small_model, old_build)
-    time.sleep(0.6 * full)
+    time.sleep(3.0)   # start-up, loading or calibrating, depending on the machine's load
     proc.send_signal(signal.SIGINT)
     codes = [_check_after_signal(proc, signal.SIGINT, old_build, before)]
 
