@@ -47,7 +47,8 @@ def cmd_train(a) -> dict:
         ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
                      epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
                      ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
-                     pool=a.pool + "_pool", train_samples=a.train_samples, progress=not a.quiet)
+                     pool=a.pool + "_pool", train_samples=a.train_samples,
+                     lr_schedule=a.lr_schedule, progress=not a.quiet)
     except ValueError as e:   # an architecture that does not fit the data's shape
         raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
@@ -60,7 +61,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet, calib=a.calib)
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -187,11 +188,14 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=256,
-                   help="at most this many calibration samples (default 256)")
+    p.add_argument("--calib-samples", type=int, default=512,
+                   help="at most this many calibration samples (default 512)")
     p.add_argument("--calib", metavar="FILE.npy", default=None,
                    help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
                         "(default: the model's training split)")
+    p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
+                   help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
+    p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -232,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--control", choices=("integral", "proportional"), default=None,
                    help="AHSAR control mode (default integral)")

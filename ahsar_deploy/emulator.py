@@ -42,8 +42,8 @@ def _trunc_decay(x: np.ndarray, keep: int) -> np.ndarray:
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
-    w = layer.weight.astype(np.int64)
-    a = x.astype(np.int64) @ w.T
+    # float64 BLAS product, exact: |sum| < 2**53 for any layer within the target's limits
+    a = np.rint(x.astype(np.float64) @ layer.weight.astype(np.float64).T).astype(np.int64)
     a = a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
     a = a << target.act_shift
     vth = np.int64(layer.vth) << target.vth_shift
