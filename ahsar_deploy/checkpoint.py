@@ -167,12 +167,16 @@ def _check_reports(ckpt: dict, where: str) -> None:
         return
     if not isinstance(hist, list):
         raise ModelFileError(f"{where}: field 'history' must be a list of epochs")
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)   # NaN loss is a fact
+    reals = lambda v: isinstance(v, list) and all(real(x) for x in v)
     for i, e in enumerate(hist):
-        ok = (isinstance(e, dict) and isinstance(e.get("epoch"), int) and _number(e.get("val_accuracy"))
-              and isinstance(e.get("rates"), list) and all(_number(r) for r in e["rates"]))
+        ok = (isinstance(e, dict) and isinstance(e.get("epoch"), int) and reals(e.get("rates"))
+              and all(real(e.get(k)) for k in ("train_loss", "val_loss", "val_accuracy"))
+              and ("gain" not in e or real(e["gain"]) and reals(e.get("scales")) and reals(e.get("h", []))))
         if not ok:
-            raise ModelFileError(f"{where}: history[{i}] needs int 'epoch', number 'val_accuracy' "
-                                 f"and a list of numbers 'rates'")
+            raise ModelFileError(f"{where}: history[{i}] needs int 'epoch', numbers 'train_loss', "
+                                 f"'val_loss', 'val_accuracy', a list of numbers 'rates' (and with "
+                                 f"'gain', lists 'scales' and 'h')")
 
 
 def _field(d: dict, key: str, kind, where: str):

@@ -106,6 +106,8 @@ BAD_FIELDS = [
     ("test_accuracy", _set("test_accuracy", float("nan")), ModelFileError, ["test_accuracy"]),
     ("test_rates", _set("test_rates", ["high"]), ModelFileError, ["test_rates"]),
     ("history", _set("history", [{"epoch": "one"}]), ModelFileError, ["history[0]"]),
+    ("history-gain", _set("history", [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 0.5,
+                                       "rates": [0.1], "gain": 1.0}]), ModelFileError, ["history[0]", "'scales'"]),
 ]
 
 
