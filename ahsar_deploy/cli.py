@@ -68,7 +68,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet, qat=a.qat, refit=not a.no_refit)
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -165,12 +165,14 @@ def cmd_inspect(a) -> dict:
     ckpt = checkpoint.load(p)
     model = checkpoint.build_model(ckpt, where=str(p))
     hist = ckpt.get("history") or []
+    rates = ckpt.get("test_rates") or []
+    info = ckpt["data"] if isinstance(ckpt["data"], dict) else {}
     lines = [f"checkpoint {p}: method {model.method}, sizes {model.sizes}, dataset "
-             f"{ckpt['data'].get('name')}, {ckpt['data'].get('steps')} steps, "
+             f"{info.get('name')!r:.40}, {info.get('steps')!r:.20} steps, "
              f"float test accuracy {ckpt.get('test_accuracy')}"]
     for l, th in enumerate(model.thresholds()):
         lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
-                     + (f"  test rate {ckpt['test_rates'][l]:.3f}" if ckpt.get("test_rates") else ""))
+                     + (f"  test rate {rates[l]:.3f}" if l < len(rates) else ""))
     if model.regulator is not None:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
@@ -196,7 +198,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=512, help="training samples for calibration")
+    p.add_argument("--calib-samples", type=int, default=512,
+                   help="at most this many calibration samples (default 512)")
+    p.add_argument("--calib", metavar="FILE.npy", default=None,
+                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
+                        "(default: the model's training split)")
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
@@ -215,11 +221,16 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, as every other error (no usage block)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .data import DATASETS, ENCODINGS
     from .snn import METHODS
     from .train import ARCHS
-    ap = argparse.ArgumentParser(prog="ahsar", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
     p.add_argument("--data", default="digits", choices=DATASETS)
@@ -273,19 +284,36 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    before = signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
+    try:
+        try:
+            args = parser().parse_args(argv)   # imports torch: can take seconds
+        except KeyboardInterrupt:
+            print("ahsar: interrupted while starting; nothing was written", file=sys.stderr)
+            return 130
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(message)s", stream=sys.stderr)
+        return _dispatch(args)
+    finally:   # a SIGTERM after the work is done ends the process quietly, as before main
+        signal.signal(signal.SIGTERM, before)
+
+
+def _dispatch(args) -> int:
     from .errors import DeployError
-    args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
     try:
         result = args.fn(args)
     except DeployError as e:
-        print(f"ahsar {args.cmd}: error: {e}", file=sys.stderr)
+        print(f"ahsar {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ahsar {args.cmd}: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line; AHSAR_DEBUG=1 re-raises
+        if os.environ.get("AHSAR_DEBUG"):
+            raise
+        print(f"ahsar {args.cmd}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              f"(please report; AHSAR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, default=float))
     return 0

@@ -8,7 +8,7 @@ from hw_targets import LoihiTarget
 
 from ..errors import TargetError
 from ..ir import DeployGraph
-from .map import map_cores
+from .map import map_cores, map_layers
 
 
 def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
@@ -33,3 +33,8 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             if not ok:
                 raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")
     return map_cores(graph, target)
+
+
+def check_size(graph: DeployGraph, target: LoihiTarget) -> None:
+    """The rules that need only layer shapes (fan-in, memory, cores), before calibration."""
+    map_layers(graph, target)

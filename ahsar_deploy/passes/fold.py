@@ -21,6 +21,10 @@ def fold(graph: DeployGraph) -> DeployGraph:
         th = np.asarray(layer.threshold, dtype=np.float64)
         if th.shape != (layer.n_out,) or not np.all(np.isfinite(th)) or np.any(th <= 0):
             raise DeployError(f"fold: {layer.name} needs {layer.n_out} positive finite thresholds")
-        w = layer.weight * (THETA_REF / th)[:, None]
+        with np.errstate(over="ignore"):
+            w = layer.weight * (THETA_REF / th)[:, None]
+        if not np.all(np.isfinite(w)):
+            raise DeployError(f"fold: {layer.name} weights overflow when divided by its thresholds "
+                              f"(min threshold {th.min():.3g}); the model cannot be deployed")
         layers.append(layer.with_(weight=w, threshold=np.full(layer.n_out, THETA_REF)))
     return graph.with_(layers=tuple(layers))
