@@ -47,8 +47,7 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
     """
     if any(l.kind != "dense" for l in folded.layers):
         log.warning("qat: only dense layers are fine-tuned; convolutions keep their weights")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)     # batch order; weights are copied, not drawn
     mods = []
     for lf, lq in zip(folded.layers, quantized.layers):
         syn = nn.Linear(lf.n_in, lf.n_out, bias=False).double()
