@@ -16,8 +16,14 @@ from hw_targets import LoihiTarget, LOIHI
 from .ir import DeployGraph, Layer
 
 
+def _matmul(x: np.ndarray, w: np.ndarray, dt) -> np.ndarray:
+    """(N, T, F) @ (n, F).T as one 2-D GEMM (numpy would otherwise run N small ones)."""
+    n, t, f = x.shape
+    return (x.reshape(n * t, f).astype(dt) @ w.astype(dt).T).reshape(n, t, -1)
+
+
 def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
-    cur = x.astype(np.float64) @ layer.weight.astype(np.float64).T
+    cur = _matmul(x, layer.weight, np.float64)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
     th = layer.threshold.astype(np.float64)
@@ -39,11 +45,18 @@ def _trunc_decay(x: np.ndarray, keep: int) -> np.ndarray:
     return np.sign(y) * (np.abs(y) >> 12)
 
 
+def _int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact integer x @ w.T through BLAS: float32 when every partial sum is below 2**24
+    (float32 holds such integers exactly), float64 (exact below 2**53) otherwise."""
+    bound = float(np.abs(w).sum(axis=1).max(initial=0)) * float(np.abs(x).max(initial=0))
+    dt = np.float32 if bound < 2 ** 24 else np.float64
+    return np.rint(_matmul(x, w, dt)).astype(np.int64)
+
+
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
-    # float64 BLAS product, exact: |sum| < 2**53 for any layer within the target's limits
-    a = np.rint(x.astype(np.float64) @ layer.weight.astype(np.float64).T).astype(np.int64)
+    a = _int_matmul(x, layer.weight)
     a = a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
     a = a << target.act_shift
     vth = np.int64(layer.vth) << target.vth_shift
