@@ -37,11 +37,16 @@ def _accuracy(graph: DeployGraph, x: np.ndarray, y: np.ndarray, integer: bool) -
 
 
 def _layer_manifest(l: Layer) -> dict:
-    return {"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
-            "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
-            "i_decay": l.i_decay, "v_decay": l.v_decay, "du": l.i_decay - 1, "dv": l.v_decay,
-            "reset": l.reset, "scale": l.scale, "regulated": l.regulated,
-            "train_rate": l.train_rate}
+    m = {"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
+         "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
+         "i_decay": l.i_decay, "v_decay": l.v_decay, "du": l.i_decay - 1, "dv": l.v_decay,
+         "reset": l.reset, "scale": l.scale, "regulated": l.regulated,
+         "train_rate": l.train_rate}
+    if l.kind == "conv":
+        m.update({"in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
+                  "kernel": list(l.weight.shape[2:]), "stride": list(l.stride),
+                  "padding": list(l.padding)})
+    return m
 
 
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
@@ -113,14 +118,21 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
         m = json.loads((b / MANIFEST).read_text())
         layers = []
         with h5py.File(b / "model.net", "r") as f:
-            for i, lm in enumerate(m["layers"]):
-                w = f[f"layer/{i}/weight"][()].astype(np.int64)
+            groups = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
+            groups = [g for g in groups if g["type"][0] in (b"dense", b"conv")]  # not input/flatten
+            if len(groups) != len(m["layers"]):
+                raise ValueError(f"model.net has {len(groups)} layers, manifest {len(m['layers'])}")
+            for g, lm in zip(groups, m["layers"]):
+                w = g["weight"][()].astype(np.int64)
+                conv = lm.get("kind", "dense") == "conv"
+                extra = {"kind": "conv", "in_shape": tuple(lm["in_shape"]), "stride": tuple(lm["stride"]),
+                         "padding": tuple(lm["padding"])} if conv else {}
                 layers.append(Layer(
-                    name=lm["name"], weight=w, threshold=np.ones(lm["n_out"]),
+                    name=lm["name"], weight=w, threshold=np.ones(w.shape[0]),
                     i_decay=int(lm["i_decay"]), v_decay=int(lm["v_decay"]),
                     regulated=bool(lm["regulated"]), train_rate=lm["train_rate"],
                     vth=int(lm["vth_mant"]), weight_exp=int(lm["weight_exp"]),
-                    weight_bits=int(lm["weight_bits"]), scale=lm["scale"]))
+                    weight_bits=int(lm["weight_bits"]), scale=lm["scale"], **extra))
         graph = DeployGraph(layers=tuple(layers), n_inputs=int(m["n_inputs"]), steps=int(m["steps"]),
                             dataset=m["dataset"], encoding=m["encoding"], method=m["method"],
                             source_sha256=m["source"]["sha256"],

@@ -6,6 +6,10 @@ run_int:   Lava's bit-accurate fixed-point Dense + LIF models, step for step
            ../shared/HARDWARE.md section 1), without Lava's one-step delay per layer:
            each sample starts from zero state, as netx's LIFReset gives per sample.
 Both return a list of per-layer spike arrays (N, T, n_out) of bool.
+Conv layers (Lava's Conv process, lava/proc/conv/models.py PyConvModelFixed): the
+synaptic input is torch's conv2d of the spikes, computed in float64 (exact: integer
+sums far below 2**53), wrapped to signed 24 bits as Lava's conv output is, then << 6.
+Conv ignores weight_exp in Lava, so a conv layer must have weight_exp 0 (passes/check.py).
 """
 from __future__ import annotations
 
@@ -17,10 +21,10 @@ from .ir import DeployGraph, Layer
 
 
 def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
-    cur = x.astype(np.float64) @ layer.weight.astype(np.float64).T
+    cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
-    th = layer.threshold.astype(np.float64)
+    th = layer.neuron_thresholds()
     u = np.zeros(cur[:, 0].shape)
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
@@ -39,15 +43,25 @@ def _trunc_decay(x: np.ndarray, keep: int) -> np.ndarray:
     return np.sign(y) * (np.abs(y) >> 12)
 
 
+def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
+    """Integer synaptic output (N, T, n_out) before LIF's << 6 (Lava's a_out)."""
+    m = target.state_max
+    if layer.kind == "conv":
+        if layer.weight_exp != 0:
+            raise ValueError(f"{layer.name}: Lava's conv ignores weight_exp; it must be 0")
+        a = np.rint(layer.synaptic_input(x)).astype(np.int64)
+        return (a + m) % (2 * m) - m                     # signed 24-bit wrap (signed_clamp)
+    w = layer.weight.astype(np.int64)
+    a = x.astype(np.int64) @ w.T
+    return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
+
+
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
-    w = layer.weight.astype(np.int64)
-    a = x.astype(np.int64) @ w.T
-    a = a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
-    a = a << target.act_shift
-    vth = np.int64(layer.vth) << target.vth_shift
     m = target.state_max
+    a = synaptic_int(layer, x, target) << target.act_shift
+    vth = np.int64(layer.vth) << target.vth_shift
     keep_u = target.decay_unity - layer.i_decay      # 4096 - (du + 1)
     keep_v = target.decay_unity - layer.v_decay      # 4096 - dv
     u = np.zeros(a[:, 0].shape, dtype=np.int64)

@@ -1,0 +1,148 @@
+"""Convolutional layers: pooling fusion against torch, conv in the emulator, the fold per
+output channel, and Lava against the emulator on a small conv network."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ahsar_deploy import emulator
+from ahsar_deploy.ir import DeployGraph, Layer
+from ahsar_deploy.passes.check import check
+from ahsar_deploy.passes.fold import fold
+from ahsar_deploy.passes.fuse import fuse_pool, fuse_pool_conv, fuse_pool_dense
+from hw_targets import LOIHI
+
+
+def _pool(x: torch.Tensor, k: int, mode: str) -> torch.Tensor:
+    y = F.avg_pool2d(x, k, k)
+    return y * (k * k) if mode == "sum" else y
+
+
+@pytest.mark.parametrize("mode", ["sum", "avg"])
+@pytest.mark.parametrize("k,hw", [(2, (8, 8)), (2, (9, 7)), (3, (10, 12))])
+def test_pool_then_dense_equals_fused_dense(mode, k, hw):
+    rng = np.random.default_rng(k)
+    c, h, w = 3, *hw
+    x = torch.from_numpy((rng.random((20, c, h, w)) < 0.3).astype(np.float64))
+    pooled = _pool(x, k, mode)
+    wd = rng.normal(size=(5, pooled[0].numel()))
+    want = pooled.flatten(1) @ torch.from_numpy(wd).T
+    fused = fuse_pool_dense(wd, (c, h, w), k, mode)
+    got = x.flatten(1) @ torch.from_numpy(fused).T
+    # exact in real arithmetic; float64 differs only in summation order
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-12)
+    if mode == "sum":   # integer weights: every sum exact, so equality is exact
+        wi = rng.integers(-50, 50, size=wd.shape).astype(np.float64)
+        want = pooled.flatten(1) @ torch.from_numpy(wi).T
+        got = x.flatten(1) @ torch.from_numpy(fuse_pool_dense(wi, (c, h, w), k, mode)).T
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("mode", ["sum", "avg"])
+@pytest.mark.parametrize("k,hw,kernel,stride,padding", [
+    (2, (12, 12), (3, 3), (1, 1), (0, 0)), (2, (13, 11), (3, 2), (2, 1), (1, 0)),
+    (3, (12, 15), (2, 2), (1, 1), (1, 1))])
+def test_pool_then_conv_equals_fused_conv(mode, k, hw, kernel, stride, padding):
+    rng = np.random.default_rng(sum(hw))
+    x = torch.from_numpy((rng.random((10, 2, *hw)) < 0.3).astype(np.float64))
+    wi = rng.integers(-60, 60, size=(4, 2, *kernel)).astype(np.float64)
+    want = F.conv2d(_pool(x, k, mode), torch.from_numpy(wi), stride=stride, padding=padding)
+    fw, fs, fp = fuse_pool_conv(wi, stride, padding, k, mode)
+    got = F.conv2d(x, torch.from_numpy(fw), stride=fs, padding=fp)
+    assert got.shape == want.shape
+    if mode == "sum":
+        assert torch.equal(got, want)
+    else:
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-12)
+    # the Layer-level API gives the same layer and keeps the output shape
+    pooled_shape = (2, hw[0] // k, hw[1] // k)
+    layer = Layer(name="c", weight=wi, threshold=np.ones(4), i_decay=1024, v_decay=512,
+                  kind="conv", in_shape=pooled_shape, stride=stride, padding=padding)
+    fused = fuse_pool(layer, (2, *hw), k, mode)
+    assert fused.in_shape == (2, *hw) and fused.out_shape == layer.out_shape
+    assert fused.stride == tuple(s * k for s in stride) and fused.padding == tuple(p * k for p in padding)
+    np.testing.assert_array_equal(fused.weight, fw)
+
+
+def _conv_layer(rng, name, in_shape, c_out, kernel, stride=(1, 1), padding=(0, 0), integer=False):
+    w = rng.normal(0, 0.6, size=(c_out, in_shape[0], *kernel))
+    layer = Layer(name=name, weight=w, threshold=rng.uniform(0.5, 2.0, c_out),
+                  i_decay=1024, v_decay=512, kind="conv", in_shape=in_shape,
+                  stride=stride, padding=padding)
+    if integer:
+        layer = layer.with_(weight=2 * rng.integers(-40, 60, size=w.shape), vth=int(rng.integers(50, 400)),
+                            threshold=np.ones(c_out))
+    return layer
+
+
+def test_conv_float_layer_matches_torch_loop():
+    rng = np.random.default_rng(1)
+    layer = _conv_layer(rng, "c", (2, 7, 6), 3, (3, 3), stride=(2, 1), padding=(1, 0))
+    assert layer.out_shape == (3, 4, 4) and layer.n_out == 48 and layer.n_in == 84
+    x = rng.random((4, 6, layer.n_in)) < 0.4
+    got = emulator.layer_float(layer, x)
+    # reference: torch conv per step, per-channel threshold, Loihi's float CUBA update
+    xt = torch.from_numpy(x.astype(np.float64)).reshape(4, 6, 2, 7, 6)
+    th = torch.from_numpy(layer.threshold)[:, None, None]
+    u = torch.zeros(4, 3, 4, 4, dtype=torch.float64)
+    v = torch.zeros_like(u)
+    for t in range(6):
+        cur = F.conv2d(xt[:, t], torch.from_numpy(layer.weight), stride=(2, 1), padding=(1, 0))
+        u = 0.75 * u + cur
+        v = 0.875 * v + u
+        s = v > th
+        v = torch.where(s, torch.zeros_like(v), v)
+        np.testing.assert_array_equal(got[:, t], s.reshape(4, -1).numpy())
+    assert got.any() and not got.all()
+
+
+def test_fold_is_exact_per_output_channel():
+    rng = np.random.default_rng(2)
+    conv = _conv_layer(rng, "c", (1, 8, 8), 4, (3, 3))
+    dense = Layer(name="d", weight=rng.normal(0, 0.3, size=(5, conv.n_out)),
+                  threshold=rng.uniform(0.5, 2, 5), i_decay=1024, v_decay=512)
+    g = DeployGraph(layers=(conv, dense), n_inputs=64, steps=10, dataset="random",
+                    encoding="random", method="baseline", source_sha256="")
+    x = rng.random((30, 10, 64)) < 0.5
+    folded = fold(g)
+    assert folded.layers[0].threshold.shape == (4,) and np.all(folded.layers[0].threshold == 1)
+    before, after = emulator.run(g, x, integer=False), emulator.run(folded, x, integer=False)
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(b, a)
+    assert int(before[0].sum()) > 100 and int(before[1].sum()) > 10
+
+
+def test_conv_output_wraps_at_24_bits_like_lava():
+    # Lava's conv output is signed_clamp(x, 24) = (x + 2**23) % 2**24 - 2**23 (a wrap)
+    layer = Layer(name="w", weight=np.full((1, 600, 1, 1), 254 * 64), threshold=np.ones(1),
+                  i_decay=4096, v_decay=4096, vth=131071, kind="conv", in_shape=(600, 1, 1))
+    x = np.ones((1, 1, 600), dtype=bool)
+    assert emulator.synaptic_int(layer, x)[0, 0, 0] == 600 * 254 * 64 - 2 ** 24
+    small = layer.with_(weight=np.full((1, 600, 1, 1), 254 * 40))
+    assert emulator.synaptic_int(small, x)[0, 0, 0] == 600 * 254 * 40
+
+
+def small_conv_graph(seed=0):
+    """input (2, 7, 5) -> conv 3x3 pad 1 (3 ch) -> conv 3x3 stride 2 (4 ch) -> dense 5.
+    Non-square maps and several input channels catch any C/H/W transposition."""
+    rng = np.random.default_rng(seed)
+    c1 = _conv_layer(rng, "conv0", (2, 7, 5), 3, (3, 3), padding=(1, 1), integer=True)
+    c2 = _conv_layer(rng, "conv1", c1.out_shape, 4, (3, 3), stride=(2, 2), integer=True)
+    d = Layer(name="fc2", weight=2 * rng.integers(-60, 80, size=(5, c2.n_out)), threshold=np.ones(5),
+              i_decay=1024, v_decay=512, vth=300)
+    return DeployGraph(layers=(c1, c2, d), n_inputs=70, steps=6, dataset="random", encoding="random",
+                       method="baseline", source_sha256="", target="loihi")
+
+
+def test_small_conv_network_lava_equals_emulator(tmp_path):
+    from exporters import lava
+    g = check(small_conv_graph(), LOIHI)
+    rng = np.random.default_rng(5)
+    x = rng.random((3, g.steps, 70)) < 0.5
+    lava.write_netx(g, tmp_path / "model.net")
+    got = lava.run(tmp_path, x, g.steps, timeout_s=300, progress=False)
+    want = emulator.run(g, x)
+    assert [w.shape[2] for w in want] == [105, 24, 5]
+    for i, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
+    assert all(int(w.sum()) > 0 for w in want), [int(w.sum()) for w in want]
