@@ -172,7 +172,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", help="build directory written by ahsar-export")
-    p.add_argument("--backend", default="lava", help="lava (Loihi simulation) or emulator")
+    p.add_argument("--backend", default="lava", help="lava (Loihi simulation), emulator (bit-exact integer) or "
+                   "norse (float reference from model.nir)")
     p.add_argument("--data", default=None, help="dataset (default: the model's)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")

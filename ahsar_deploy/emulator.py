@@ -78,6 +78,18 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.nd
     return out
 
 
+def float_view(graph: DeployGraph) -> DeployGraph:
+    """The float model of a quantized graph in threshold units: weights
+    W_int * 2**weight_exp / vth, thresholds 1 (what model.nir carries); float graphs as is."""
+    layers = []
+    for l in graph.layers:
+        if l.vth is not None:
+            w = np.asarray(l.weight, dtype=np.float64) * (2.0 ** l.weight_exp / float(l.vth))
+            l = l.with_(weight=w, threshold=np.ones(l.channels), vth=None, weight_exp=0)
+        layers.append(l)
+    return graph.with_(layers=tuple(layers))
+
+
 def run(graph: DeployGraph, spikes: np.ndarray, integer: bool | None = None) -> list[np.ndarray]:
     """Run all layers on input spikes (N, T, F); integer defaults to graph.quantized."""
     integer = graph.quantized if integer is None else integer

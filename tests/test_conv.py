@@ -122,21 +122,9 @@ def test_conv_output_wraps_at_24_bits_like_lava():
     assert emulator.synaptic_int(small, x)[0, 0, 0] == 600 * 254 * 40
 
 
-def small_conv_graph(seed=0):
-    """input (2, 7, 5) -> conv 3x3 pad 1 (3 ch) -> conv 3x3 stride 2 (4 ch) -> dense 5.
-    Non-square maps and several input channels catch any C/H/W transposition."""
-    rng = np.random.default_rng(seed)
-    c1 = _conv_layer(rng, "conv0", (2, 7, 5), 3, (3, 3), padding=(1, 1), integer=True)
-    c2 = _conv_layer(rng, "conv1", c1.out_shape, 4, (3, 3), stride=(2, 2), integer=True)
-    d = Layer(name="fc2", weight=2 * rng.integers(-60, 80, size=(5, c2.n_out)), threshold=np.ones(5),
-              i_decay=1024, v_decay=512, vth=300)
-    return DeployGraph(layers=(c1, c2, d), n_inputs=70, steps=6, dataset="random", encoding="random",
-                       method="baseline", source_sha256="", target="loihi")
-
-
-def test_small_conv_network_lava_equals_emulator(tmp_path):
+def test_small_conv_network_lava_equals_emulator(tmp_path, conv_graph):
     from exporters import lava
-    g = check(small_conv_graph(), LOIHI)
+    g = check(conv_graph, LOIHI)
     rng = np.random.default_rng(5)
     x = rng.random((3, g.steps, 70)) < 0.5
     lava.write_netx(g, tmp_path / "model.net")
