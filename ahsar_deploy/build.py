@@ -49,15 +49,31 @@ def _layer_manifest(l: Layer) -> dict:
     return m
 
 
+def import_graph(model: str | Path, dataset: str | None = None, steps: int | None = None,
+                 dt_s: float | None = None, nir_tau: str = "seconds") -> DeployGraph:
+    """Import stage: a checkpoint (model.pt) or a NIR graph (*.nir) -> float DeployGraph.
+    dataset, steps, dt_s and nir_tau apply to NIR graphs (which carry no dataset)."""
+    if Path(model).suffix.lower() == ".nir":
+        from exporters import nir_import
+        return nir_import.to_graph(model, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=nir_tau)
+    if any(v is not None for v in (steps, dt_s)):
+        raise DeployError(f"{model}: --steps and --dt apply to .nir inputs; a checkpoint carries its own")
+    graph = checkpoint.to_graph(model)
+    if dataset is not None and dataset != graph.dataset:
+        raise DeployError(f"{model}: trained on {graph.dataset!r}, not {dataset!r}")
+    return graph
+
+
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
-           calib_samples: int = 256, progress: bool = True) -> dict:
+           calib_samples: int = 256, progress: bool = True, dataset: str | None = None,
+           steps: int | None = None, dt_s: float | None = None, nir_tau: str = "seconds") -> dict:
     target = hw_targets.get(target_name)
     out = Path(out_dir)
     if out.exists() and not force:
         raise BuildError(f"{out}: exists; pass --force to replace it")
     if out.exists() and not (out / MANIFEST).is_file():
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
-    graph = checkpoint.to_graph(model)
+    graph = import_graph(model, dataset, steps, dt_s, nir_tau)
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
@@ -82,6 +98,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "layers": [_layer_manifest(l) for l in qgraph.layers],
         "files": ["model.nir", "model.net", "calibration.json", MANIFEST],
     }
+    if "import" in graph.notes:
+        manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(calib), "split": "train[:%d]" % len(calib),
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet)
+               progress=not a.quiet, dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -158,11 +158,17 @@ def cmd_inspect(a) -> dict:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="checkpoint written by `ahsar train`")
+    p.add_argument("model", help="checkpoint written by `ahsar train`, or a NIR graph (*.nir)")
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
     p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
+    p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
+    p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR import: seconds per time step mapping tau to Loihi decays (default 1e-3)")
+    p.add_argument("--nir-tau", default="seconds", choices=("seconds", "norse"),
+                   help="NIR import: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
