@@ -70,3 +70,15 @@ def test_conv_nir_in_norse_equals_emulator_float(tmp_path, conv_graph):
     for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
     assert all(int(w.sum()) > 0 for w in want)
+
+
+def test_cli_run_backend_norse(small_build, cli):
+    import json
+    r = cli("run", small_build, "--backend", "norse", "--samples", "30", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    graph, _ = build.load(small_build)
+    x, y = build.eval_inputs(graph, "digits", 30)
+    want = emulator.run(emulator.float_view(graph), x, integer=False)[-1]
+    assert out["backend"] == "norse" and out["samples"] == 30
+    assert out["accuracy"] == float(np.mean(want.sum(axis=1).argmax(axis=1) == y))

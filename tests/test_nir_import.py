@@ -228,3 +228,51 @@ def test_bad_files_are_one_line_errors(tmp_path, cli):
     assert not (tmp_path / "b").exists()
     r = cli("export", tmp_path / "ok.nir", "--target", "loihi", "-o", tmp_path / "c", "-q")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--data and --steps" in r.stderr
+
+
+def test_sinabs_to_nir_graph_imports():
+    """A graph written by sinabs.to_nir itself (sinabs installed without its samna pin)."""
+    sinabs = pytest.importorskip("sinabs")
+    import sinabs.layers as sl
+    rng = np.random.default_rng(0)
+    w1 = rng.integers(-2, 4, size=(4, 1, 3, 3)).astype(np.float32)
+    w2 = rng.integers(-2, 3, size=(10, 64)).astype(np.float32)
+    conv, fc = torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.Linear(64, 10, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w1))
+        fc.weight.copy_(torch.from_numpy(w2))
+    net = torch.nn.Sequential(conv, sl.IAFSqueeze(batch_size=1, spike_threshold=2.5), sl.SumPool2d(2),
+                              torch.nn.Flatten(), fc, sl.IAFSqueeze(batch_size=1, spike_threshold=3.5))
+    g = sinabs.to_nir(net, torch.zeros(1, 1, 8, 8))
+    assert [type(g.nodes[k]).__name__ for k in ("0", "1", "2", "3", "4", "5")] == \
+        ["Conv2d", "IF", "SumPool2d", "Flatten", "Affine", "IF"]
+    graph = nir_import.from_graph(g, dataset="digits", steps=8)
+    x = data.encode(data.load("digits").test.x[:30], 8)
+    want = _if_reference(x, w1.astype(np.float64), w2.astype(np.float64), 2.5, 3.5)
+    for w, got in zip(want, emulator.run(graph, x, integer=False)):
+        np.testing.assert_array_equal(got, w)      # NIR's IF semantics (reset to v_reset = 0)
+
+
+def test_snntorch_export_to_nir_file_imports(tmp_path):
+    """A .nir file written by snnTorch's export_to_nir (Leaky with per-neuron beta, dt 1e-4)."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch.export_nir import export_to_nir
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10, bias=False)
+            self.lif = snn.Leaky(beta=torch.full((10,), 0.875), threshold=torch.ones(10), init_hidden=True)
+
+        def forward(self, x):
+            return self.lif(self.fc(x))
+
+    torch.manual_seed(0)
+    net = Net()
+    g = export_to_nir(net, torch.zeros(64))
+    g.nodes["fc"].bias = np.zeros(10)       # snnTorch writes an Affine; a zero bias deploys
+    nir.write(str(tmp_path / "snn.nir"), g)
+    graph = nir_import.to_graph(tmp_path / "snn.nir", dataset="digits", steps=8, dt_s=1e-4)
+    l = graph.layers[0]
+    assert (l.i_decay, l.v_decay) == (4096, 512)    # v = 0.875 v + W x: gain 1
+    np.testing.assert_allclose(l.weight, net.fc.weight.detach().double().numpy(), rtol=1e-6)
