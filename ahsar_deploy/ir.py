@@ -89,6 +89,17 @@ class Layer:
         th = np.asarray(self.threshold, dtype=np.float64)
         return np.repeat(th, self.n_out // self.channels) if self.kind == "conv" else th
 
+    def synaptic_ops(self, x: np.ndarray) -> int:
+        """Synaptic events routed for input spikes x (N, T, n_in): every input spike times
+        the number of synapses it has (dense: n_out; conv: the outputs whose window holds
+        it, so borders, stride and padding count exactly). As NeuroBench counts them:
+        the layer run on binary inputs with all-ones weights."""
+        x = np.asarray(x)
+        if self.kind != "conv":
+            return int(np.count_nonzero(x)) * self.n_out
+        ones = self.with_(weight=np.ones(self.weight.shape))
+        return int(round(float(ones.synaptic_input((x != 0).astype(np.float64)).sum())))
+
     def synaptic_input(self, x: np.ndarray) -> np.ndarray:
         """Float64 weighted input (N, T, n_out) of spikes x (N, T, n_in); exact for
         integer weights while sums stay below 2**53."""

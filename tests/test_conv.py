@@ -134,3 +134,27 @@ def test_small_conv_network_lava_equals_emulator(tmp_path, conv_graph):
     for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
     assert all(int(w.sum()) > 0 for w in want), [int(w.sum()) for w in want]
+
+
+def test_synaptic_ops_count_each_routed_spike():
+    conv = Layer(name="c", weight=np.ones((2, 1, 3, 3)), threshold=np.ones(2), i_decay=1, v_decay=0,
+                 kind="conv", in_shape=(1, 4, 4))           # out (2, 2, 2), no padding
+    x = np.zeros((1, 1, 16))
+    x[0, 0, 0] = 1          # corner pixel (0, 0): only output (0, 0) of each channel sees it
+    x[0, 0, 5] = 1          # pixel (1, 1): in all 4 windows
+    assert conv.synaptic_ops(x) == 2 * (1 + 4)
+    dense = Layer(name="d", weight=np.ones((3, 16)), threshold=np.ones(3), i_decay=1, v_decay=0)
+    assert dense.synaptic_ops(x) == 2 * 3
+
+
+def test_check_names_conv_rules():
+    from ahsar_deploy.errors import TargetError
+    layer = Layer(name="c", weight=np.full((2, 1, 3, 3), 2), threshold=np.ones(2), i_decay=1024, v_decay=512,
+                  kind="conv", in_shape=(1, 4, 4), vth=10)
+    g = DeployGraph(layers=(layer,), n_inputs=16, steps=2, dataset="random", encoding="random",
+                    method="baseline", source_sha256="")
+    assert check(g, LOIHI).notes["cores"] == 1
+    with pytest.raises(TargetError, match="c breaks loihi rule 'conv weight exponent'"):
+        check(g.with_(layers=(layer.with_(weight_exp=1),)), LOIHI)
+    with pytest.raises(TargetError, match="c breaks loihi rule 'conv shape'"):
+        check(g.with_(layers=(layer.with_(in_shape=(1, 2, 2)),)), LOIHI)
