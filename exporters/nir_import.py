@@ -36,7 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ahsar_deploy.errors import ModelFileError, UnsupportedLayerError
+from ahsar_deploy.errors import DeployError, ModelFileError, UnsupportedLayerError
 from ahsar_deploy.ir import DeployGraph, Layer, conv_out_hw
 from ahsar_deploy.passes.fuse import fuse_pool
 
@@ -316,7 +316,19 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str) ->
 
 def from_graph(graph, *, dataset: str, steps: int, dt_s: float = 1e-3, tau_convention: str = "seconds",
                where: str = "nir", source_sha256: str = "") -> DeployGraph:
-    """A nir.NIRGraph -> float DeployGraph (thresholds as in the graph, pooling fused)."""
+    """A nir.NIRGraph -> float DeployGraph (thresholds as in the graph, pooling fused).
+    Anything malformed that the checks below do not name is still a one-line error."""
+    try:
+        return _from_graph(graph, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
+                           where=where, source_sha256=source_sha256)
+    except DeployError:
+        raise
+    except Exception as e:  # a field of an unexpected type or structure
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ModelFileError(f"{where}: malformed NIR graph ({type(e).__name__}: {msg})") from None
+
+
+def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sha256) -> DeployGraph:
     import nir
     if tau_convention not in TAU_CONVENTIONS:
         raise ModelFileError(f"tau convention {tau_convention!r}: choose one of {', '.join(TAU_CONVENTIONS)}")
