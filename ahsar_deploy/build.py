@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
-def _accuracy(graph: DeployGraph, x: np.ndarray, y: np.ndarray, integer: bool) -> float:
-    out = emulator.run(graph, data.encode(x, graph.steps), integer=integer)[-1]
-    return float(np.mean(out.sum(axis=1).argmax(axis=1) == y))
-
-
 def _layer_manifest(l: Layer) -> dict:
     m = {"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
          "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
@@ -65,8 +60,20 @@ def import_graph(model: str | Path, dataset: str | None = None, steps: int | Non
 
 
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
-           calib_samples: int = 256, progress: bool = True, dataset: str | None = None,
-           steps: int | None = None, dt_s: float | None = None, nir_tau: str = "seconds") -> dict:
+           calib_samples: int = 512, progress: bool = True, qat: str = "auto",
+           refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
+           dataset: str | None = None, steps: int | None = None, dt_s: float | None = None,
+           nir_tau: str = "seconds") -> dict:
+    """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
+
+    qat: "auto" fine-tunes when quantization costs more than tolerance_pp validation
+    accuracy, "on" always, "off" never. refit: try the convex readout refit and keep it
+    if validation accuracy does not drop. Every variant is reported in calibration.json.
+    model: a checkpoint, or a NIR graph (*.nir) with dataset and steps for calibration
+    (dt_s and nir_tau: how its time constants map to Loihi decays, exporters/nir_import.py).
+    """
+    if qat not in ("auto", "on", "off"):
+        raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
     target = hw_targets.get(target_name)
     out = Path(out_dir)
     if out.exists() and not force:
@@ -74,21 +81,54 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if out.exists() and not (out / MANIFEST).is_file():
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
     graph = import_graph(model, dataset, steps, dt_s, nir_tau)
+    if graph.encoding == "direct":
+        raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
+                         f"spikes only: retrain with --encoding rate, poisson or latency")
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
         raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
-    calib = data.encode(ds.train.x[:calib_samples], graph.steps)
+    if calib_samples <= 0:
+        raise BuildError(f"--calib-samples must be positive, not {calib_samples}")
+    calib = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
     qgraph, reports = calibrate(folded, calib, target, progress=progress)
+    val = data.encode(ds.val.x, graph.steps, graph.encoding)
+
+    def acc_of(g: DeployGraph, integer: bool) -> float:
+        out_ = emulator.run(g, val, integer=integer)[-1]
+        return float(np.mean(out_.sum(axis=1).argmax(axis=1) == ds.val.y))
+
+    acc = {"float": acc_of(graph, False), "folded": acc_of(folded, False),
+           "quantized": acc_of(qgraph, True), "qat": None, "refit": None}
+    chosen = "quantized"
+    best_acc = acc["quantized"]
+    drop_pp = 100 * (acc["folded"] - acc["quantized"])
+    if qat == "on" or (qat == "auto" and drop_pp > tolerance_pp):
+        from .passes.qat import finetune
+        log.info("quantization costs %.2f pp on validation: quantization-aware fine-tune", drop_pp)
+        n = min(qat_samples, len(ds.train.y))
+        x_qat = data.encode(ds.train.x[:n], graph.steps, graph.encoding)
+        tuned = finetune(folded, qgraph, x_qat, ds.train.y[:n], target, progress=progress)
+        q2, r2 = calibrate(tuned, calib, target, scales=[l.scale for l in qgraph.layers])
+        acc["qat"] = acc_of(q2, True)
+        if acc["qat"] > best_acc:
+            folded, qgraph, reports, chosen, best_acc = tuned, q2, r2, "qat", acc["qat"]
+    if refit and len(folded.layers) > 1:
+        from .passes.refit import refit_readout
+        refolded = refit_readout(folded, qgraph, calib)
+        q3, r3 = calibrate(refolded, calib, target)
+        acc["refit"] = acc_of(q3, True)
+        if acc["refit"] >= best_acc:
+            folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
+    acc["chosen"] = chosen
     qgraph = check(qgraph, target)
-    acc = {"float": _accuracy(graph, ds.val.x, ds.val.y, False),
-           "folded": _accuracy(folded, ds.val.x, ds.val.y, False),
-           "quantized": _accuracy(qgraph, ds.val.x, ds.val.y, True)}
     for r in reports:
         log.info("calibrate %s: scale %.2f vth %d, spike agreement %.4f (%d changed), %d weights clipped",
                  r.name, r.scale, r.vth, r.spike_agreement, r.spikes_changed, r.weights_clipped)
-    log.info("validation accuracy: float %.2f %%, folded %.2f %%, quantized %.2f %%",
-             *(100 * acc[k] for k in ("float", "folded", "quantized")))
+    log.info("validation accuracy: float %.2f %%, folded %.2f %%, quantized %.2f %%%s%s -> %s",
+             *(100 * acc[k] for k in ("float", "folded", "quantized")),
+             "" if acc["qat"] is None else f", qat {100 * acc['qat']:.2f} %",
+             "" if acc["refit"] is None else f", refit {100 * acc['refit']:.2f} %", chosen)
     manifest = {
         "format": "ahsar-deploy.build", "version": 1, "target": target.name,
         "source": {"file": Path(model).name, "sha256": graph.source_sha256},
@@ -96,11 +136,12 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
         "float_test_accuracy": graph.float_accuracy,
         "layers": [_layer_manifest(l) for l in qgraph.layers],
-        "files": ["model.nir", "model.net", "calibration.json", MANIFEST],
+        "files": ["model.nir", "model.net", "calibration.json", "calibration.md", MANIFEST],
     }
     if "import" in graph.notes:
         manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(calib), "split": "train[:%d]" % len(calib),
+                   "validation_samples": len(ds.val.y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -108,12 +149,31 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+        (tmp / "calibration.md").write_text(calibration_summary(calibration, target.name))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def calibration_summary(c: dict, target: str) -> str:
+    """calibration.json as a short Markdown report for people."""
+    a = c["validation_accuracy"]
+    fmt = lambda v: "-" if v is None else f"{100 * v:.2f}"
+    lines = [f"# Calibration for {target}", "",
+             f"Calibration data: {c['split']} ({c['calibration_samples']} samples); accuracy on "
+             f"the {c['validation_samples']} validation samples; kept: **{a['chosen']}**.", "",
+             "| float | folded | quantized | QAT | readout refit |", "|---|---|---|---|---|",
+             f"| {fmt(a['float'])} | {fmt(a['folded'])} | {fmt(a['quantized'])} | {fmt(a['qat'])} "
+             f"| {fmt(a['refit'])} |", "",
+             "| layer | scale | vth | weights clipped | spike agreement | spikes changed |",
+             "|---|---|---|---|---|---|"]
+    for r in c["layers"]:
+        lines.append(f"| {r['name']} | {r['scale']:.3f} | {r['vth']} | {r['weights_clipped']} | "
+                     f"{r['spike_agreement']:.5f} | {r['spikes_changed']} |")
+    return "\n".join(lines) + "\n"
 
 
 def _replace_dir(new: Path, out: Path) -> None:
@@ -169,4 +229,4 @@ def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) ->
     n = len(ds.test.y) if samples is None else min(samples, len(ds.test.y))
     if n <= 0:
         raise DeployError(f"--samples must be positive, got {samples}")
-    return data.encode(ds.test.x[:n], graph.steps), ds.test.y[:n]
+    return data.encode(ds.test.x[:n], graph.steps, graph.encoding), ds.test.y[:n]

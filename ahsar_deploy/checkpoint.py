@@ -22,19 +22,24 @@ from .snn import METHODS, SNN
 
 FORMAT = "ahsar-deploy.checkpoint"
 VERSION = 1
-LAYER_TYPES = ("cuba_lif_dense",)
+LAYER_TYPES = ("cuba_lif_dense", "cuba_lif_conv", "sum_pool", "avg_pool", "flatten")
+# integer fields each layer type needs, with their smallest allowed value
+_LAYER_INTS = {"cuba_lif_dense": {"n_out": 1},
+               "cuba_lif_conv": {"out_channels": 1, "kernel": 1, "stride": 1, "padding": 0},
+               "sum_pool": {"kernel": 1}, "avg_pool": {"kernel": 1}, "flatten": {}}
 
 
 def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
-                    test_accuracy: float, test_rates: list[float]) -> dict:
+                    test_accuracy: float, test_rates: list[float], encoding: str = "rate",
+                    extra: dict | None = None) -> dict:
     first = model.layers[0]
     reg = model.regulator
+    is_cnn = any(s["type"] != "cuba_lif_dense" for s in model.specs)
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": {"kind": "mlp", "sizes": list(model.sizes),
-                 "layers": [{"type": "cuba_lif_dense", "n_in": l.fc.in_features,
-                             "n_out": l.fc.out_features} for l in model.layers]},
+        "arch": {"kind": "cnn" if is_cnn else "mlp", "input_shape": list(model.input_shape),
+                 "sizes": list(model.sizes), "layers": [dict(s) for s in model.specs]},
         "neuron": {"model": "cuba-lif", "i_decay": first.i_decay, "v_decay": first.v_decay,
                    "reset": "zero", "spike": "v > theta", "dt_s": 1e-3},
         "method": model.method,
@@ -44,12 +49,13 @@ def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "thresholds": [[float(t) for t in th] for th in model.thresholds()],
         "data": {"name": data.name, "n_features": data.n_features, "n_classes": data.n_classes,
-                 "encoding": "rate-deterministic", "steps": steps},
+                 "encoding": encoding, "steps": steps},
         "seed": seed,
         "history": history,
         "test_accuracy": test_accuracy,
         "test_rates": test_rates,
         "torch_version": str(torch.__version__),
+        **(extra or {}),
     }
 
 
@@ -122,9 +128,15 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         if kind not in LAYER_TYPES:
             raise UnsupportedLayerError(
                 f"{where}: layer {i} has type {kind!r}; supported: {', '.join(LAYER_TYPES)}")
-    sizes = _field(arch, "sizes", list, f"{where}: arch")
-    if (len(sizes) != len(layers) + 1 or not all(isinstance(s, int) and s > 0 for s in sizes)):
-        raise ModelFileError(f"{where}: arch.sizes {sizes!r} does not match its {len(layers)} layers")
+        for key, low in _LAYER_INTS[kind].items():
+            v = spec.get(key, 1 if key == "stride" else 0 if key == "padding" else None)
+            if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 65536:
+                raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {v!r}, "
+                                     f"expected an integer >= {low}")
+    shape = arch.get("input_shape", arch.get("sizes", [None])[:1])
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 20 for n in shape)):
+        raise ModelFileError(f"{where}: arch.input_shape {shape!r} is not a list of 1-3 positive integers")
     neuron = _field(ckpt, "neuron", dict, where)
     i_decay = _field(neuron, "i_decay", int, f"{where}: neuron")
     v_decay = _field(neuron, "v_decay", int, f"{where}: neuron")
@@ -139,7 +151,8 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
     reg = ckpt.get("regulator")
     try:
         config = AHSARConfig.from_dict(reg["config"]) if isinstance(reg, dict) else None
-        model = SNN(sizes, i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config)
+        model = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
+                    input_shape=tuple(shape), specs=layers)
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
     state = _field(ckpt, "state_dict", dict, where)
@@ -160,9 +173,12 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         if not torch.isfinite(t).all():
             raise ModelFileError(f"{where}: {key} contains NaN or Inf")
     model.load_state_dict(state)
-    for l, layer in enumerate(model.layers):
-        if not (layer.theta_base > 0).all():
-            raise ModelFileError(f"{where}: layers.{l}.theta_base must be positive")
+    for l, th in enumerate(model.thresholds()):
+        if not (torch.isfinite(th).all() and (th > 0).all()):
+            raise ModelFileError(f"{where}: layers.{l} threshold (theta_base"
+                                 f"{' * |v_th| * e_run' if model.layers[l].hoyer else ''}"
+                                 f"{' * AHSAR scale' if model.regulator is not None else ''}) "
+                                 f"must be positive and finite")
     model.eval()
     return model
 
@@ -179,10 +195,12 @@ def to_graph(path: str | Path) -> DeployGraph:
     rates = rates if isinstance(rates, list) and len(rates) == len(model.layers) else [None] * len(model.layers)
     layers = []
     n_layers = len(model.layers)
+    if any(layer.is_conv for layer in model.layers):
+        raise UnsupportedLayerError(f"{path}: convolutional layers do not deploy in this version")
     for l, (layer, th) in enumerate(zip(model.layers, model.thresholds())):
         layers.append(Layer(
             name=f"layer{l}",
-            weight=layer.fc.weight.detach().double().numpy().copy(),
+            weight=layer.syn.weight.detach().double().numpy().copy(),
             threshold=th.detach().double().numpy().copy(),
             i_decay=layer.i_decay, v_decay=layer.v_decay,
             regulated=model.regulator is not None and l < n_layers - 1,
@@ -190,7 +208,7 @@ def to_graph(path: str | Path) -> DeployGraph:
     acc = ckpt.get("test_accuracy")
     return DeployGraph(
         layers=tuple(layers), n_inputs=model.sizes[0], steps=steps,
-        dataset=str(data.get("name")), encoding=str(data.get("encoding", "rate-deterministic")),
+        dataset=str(data.get("name")), encoding=str(data.get("encoding", "rate")),
         method=model.method, source_sha256=sha256(path),
         float_accuracy=float(acc) if isinstance(acc, float) else None)
 

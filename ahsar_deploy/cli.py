@@ -30,10 +30,26 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 
 def cmd_train(a) -> dict:
     from . import checkpoint
-    from .train import train
-    hidden = tuple(int(h) for h in a.hidden.split(",") if h)
-    ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
-                 epochs=a.epochs, seed=a.seed, progress=not a.quiet)
+    from .errors import DeployError
+    from .train import ahsar_config, train
+    try:
+        hidden = tuple(int(h) for h in a.hidden.split(",") if h)
+        channels = tuple(int(c) for c in a.channels.split(",") if c)
+    except ValueError:
+        raise DeployError(f"--hidden {a.hidden!r} / --channels {a.channels!r}: "
+                          f"expected comma-separated integers") from None
+    for name, v in (("--steps", a.steps), ("--epochs", a.epochs), ("--batch", a.batch)):
+        if v <= 0:
+            raise DeployError(f"{name} must be positive, not {v}")
+    if a.control is not None and "ahsar" not in a.method:
+        raise DeployError(f"--control applies to AHSAR; method {a.method!r} has no regulator")
+    try:
+        ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
+                     epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
+                     ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
+                     pool=a.pool + "_pool", train_samples=a.train_samples, progress=not a.quiet)
+    except ValueError as e:   # an architecture that does not fit the data's shape
+        raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
     log.info("wrote %s (float test accuracy %.2f %%)", a.output, 100 * ckpt["test_accuracy"])
     return {"model": str(a.output), "test_accuracy": ckpt["test_accuracy"],
@@ -44,7 +60,8 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet, dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit,
+               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -148,9 +165,16 @@ def cmd_inspect(a) -> dict:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
                      f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
-    for e in hist[-5:]:
-        lines.append(f"  epoch {e['epoch']}: val acc {100 * e['val_accuracy']:.2f} %  rates "
-                     + " ".join(f"{x:.3f}" for x in e["rates"]))
+    if hist:
+        lines.append("  epoch  train loss  val loss  val acc %  rates per layer"
+                     + ("  |  AHSAR h / scales / gain" if "gain" in hist[0] else ""))
+    for e in hist:
+        line = (f"  {e['epoch']:>5}  {e['train_loss']:>10.4f}  {e['val_loss']:>8.4f}  "
+                f"{100 * e['val_accuracy']:>9.2f}  " + " ".join(f"{x:.3f}" for x in e["rates"]))
+        if "gain" in e:
+            line += ("  |  " + " ".join(f"{x:.3f}" for x in e.get("h", [])) + " / "
+                     + " ".join(f"{x:.3f}" for x in e["scales"]) + f" / {e['gain']:.3f}")
+        lines.append(line)
     print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
     return {"path": str(p), "method": model.method, "sizes": model.sizes,
             "thresholds": [float(t.mean()) for t in model.thresholds()],
@@ -162,7 +186,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
+    p.add_argument("--calib-samples", type=int, default=512, help="training samples for calibration")
+    p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
+                   help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
+    p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
     p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
     p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
     p.add_argument("--dt", type=float, default=None,
@@ -186,16 +213,31 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .data import DATASETS, ENCODINGS
+    from .snn import METHODS
+    from .train import ARCHS
     ap = argparse.ArgumentParser(prog="ahsar", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--method", default="ahsar")
-    p.add_argument("--arch", default="mlp")
-    p.add_argument("--hidden", default="128,64", help="hidden layer sizes, comma separated")
+    p.add_argument("--data", default="digits", choices=DATASETS)
+    p.add_argument("--method", default="ahsar", choices=METHODS,
+                   help="threshold method; '+ahsar' adds the AHSAR regulator")
+    p.add_argument("--arch", default="mlp", choices=ARCHS)
+    p.add_argument("--hidden", default="128,64",
+                   help="hidden dense layer sizes, comma separated (cnn: after the convolutions)")
+    p.add_argument("--channels", default="8,16", help="cnn: output channels per conv+pool stage")
+    p.add_argument("--pool", default="sum", choices=("sum", "avg"), help="cnn: pooling kind")
     p.add_argument("--steps", type=int, default=16, help="time steps per sample")
+    p.add_argument("--encoding", default="rate", choices=ENCODINGS, help="input coding")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--control", choices=("integral", "proportional"), default=None,
+                   help="AHSAR control mode (default integral)")
+    p.add_argument("--theta0", type=float, default=None,
+                   help="initial threshold of every layer (default 1; rouser 1.25)")
+    p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")
     p.add_argument("-o", "--output", default="model.pt")
     _common(p)
     p.set_defaults(fn=cmd_train)

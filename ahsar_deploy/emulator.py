@@ -51,8 +51,8 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
             raise ValueError(f"{layer.name}: Lava's conv ignores weight_exp; it must be 0")
         a = np.rint(layer.synaptic_input(x)).astype(np.int64)
         return (a + m) % (2 * m) - m                     # signed 24-bit wrap (signed_clamp)
-    w = layer.weight.astype(np.int64)
-    a = x.astype(np.int64) @ w.T
+    # float64 BLAS product, exact: |sum| < 2**53 for any layer within the target's limits
+    a = np.rint(x.astype(np.float64) @ layer.weight.astype(np.float64).T).astype(np.int64)
     return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
 
 

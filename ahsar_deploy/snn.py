@@ -1,28 +1,59 @@
-"""Feed-forward CUBA-LIF network whose discrete-time update is Loihi's, in float.
+"""Feed-forward CUBA-LIF networks whose discrete-time update is Loihi's, in float.
 
 Per step, for a layer with integer decays i_decay, v_decay in [0, 4096] (Loihi's
 12-bit decay registers; lava/proc/lif/models.py, ../shared/HARDWARE.md section 1):
 
-    u[t] = (1 - i_decay/4096) * u[t-1] + W x[t]
+    u[t] = (1 - i_decay/4096) * u[t-1] + W x[t]        (W: dense or convolution)
     v[t] = (1 - v_decay/4096) * v[t-1] + u[t]
     s[t] = v[t] > theta          (strict, as Lava's fixed-point LIF)
     v[t] = 0 where s[t]          (reset to zero; u is not reset)
 
 The fixed-point version truncates the decay products toward zero and scales state by
 64 (threshold << 6); see ahsar_deploy/emulator.py. The readout is the spike count of
-the last layer. Training uses a fast-sigmoid surrogate gradient on (v - theta)/theta.
+the last layer.
+
+Threshold methods (../shared/METHODS.md) plug into the same layers; `method` is one of
+METHODS, and "+ahsar" adds the AHSAR regulator (regulator.py) on top of any of them:
+- baseline: fixed threshold theta_base (a buffer); fast-sigmoid surrogate on (v-theta)/theta.
+- rouser: theta_base is a trainable per-neuron parameter (per output channel for a
+  convolution, so it folds into shared kernels), init 1.25; surrogate
+  ds/dV = (1.5/3.75) exp(-|V - theta|/3.75) (Takaghaj & Sampson, arXiv 2407.19566).
+- hoyer: hidden layers spike when u = v/|v_th| >= E, E = sum(u_c^2)/sum(u_c) the
+  Hoyer extremum of u_c = clip(u, 0, 1) over the batch's activation map, v_th a trainable
+  per-layer clip threshold; at inference E is its running mean (momentum 0.1), frozen.
+  Straight-through gradient for 0 <= u <= 1, Hoyer regulariser lambda*H(u_c) with
+  lambda = 1e-8 (Datta et al., arXiv 2212.10170; godatta/Ultra-Low-Latency-SNN).
+  The readout keeps a fixed threshold (the paper's last layer is not a Hoyer layer).
+With AHSAR the effective threshold of a hidden layer is (method's threshold) * G * s_l.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .regulator import AHSAR, AHSARConfig
 
-METHODS = ("baseline", "ahsar")
+BASES = ("baseline", "rouser", "hoyer")
+METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
+ROUSER_INIT, ROUSER_S, ROUSER_TAU = 1.25, 1.5, 3.75
+HOYER_MOMENTUM, HOYER_LAMBDA = 0.1, 1e-8
 
 
-class _Spike(torch.autograd.Function):
+def split_method(method: str) -> tuple[str, bool]:
+    """'rouser+ahsar' -> ('rouser', True); 'ahsar' -> ('baseline', True)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "ahsar":
+        return "baseline", True
+    base, _, reg = method.partition("+")
+    return base, reg == "ahsar"
+
+
+class _FastSigmoid(torch.autograd.Function):
+    """Heaviside(z) with d/dz = 1/(1 + 5|z|)^2; z = (v - theta)/theta."""
     @staticmethod
     def forward(ctx, z):
         ctx.save_for_backward(z)
@@ -34,68 +65,254 @@ class _Spike(torch.autograd.Function):
         return grad / (1 + 5.0 * z.abs()) ** 2
 
 
-class CubaLIFDense(nn.Module):
-    """Dense synapses into CUBA-LIF neurons, reset to zero, no bias."""
+class _RouserSpike(torch.autograd.Function):
+    """Heaviside(z) with d/dz = (s/tau) exp(-|z|/tau); z = V - theta (METHODS.md 2)."""
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return (z > 0).to(z.dtype)
 
-    def __init__(self, n_in: int, n_out: int, i_decay: int, v_decay: int, theta: float = 1.0):
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * (ROUSER_S / ROUSER_TAU) * torch.exp(-z.abs() / ROUSER_TAU)
+
+
+class _HoyerSpike(torch.autograd.Function):
+    """u >= E forward; gradient passed straight through where 0 <= u <= 1 (METHODS.md 3)."""
+    @staticmethod
+    def forward(ctx, u, e):
+        ctx.save_for_backward(u)
+        return (u >= e).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        return grad * ((u >= 0) & (u <= 1)).to(grad.dtype), None
+
+
+class CubaLIF(nn.Module):
+    """Synapses (dense or convolution, no bias) into CUBA-LIF neurons, reset to zero.
+
+    Buffers/parameters: theta_base (per neuron, per channel for convolutions; a
+    parameter for rouser), and for hoyer v_th (trainable) and e_run (running extremum).
+    """
+
+    def __init__(self, syn: nn.Module, n_theta: int, i_decay: int, v_decay: int,
+                 base: str = "baseline", hoyer: bool = False):
         super().__init__()
-        self.fc = nn.Linear(n_in, n_out, bias=False)
+        self.syn = syn
         self.i_decay = int(i_decay)
         self.v_decay = int(v_decay)
-        self.register_buffer("theta_base", torch.full((n_out,), float(theta)))
+        self.base = base
+        self.hoyer = hoyer
+        theta = torch.full((n_theta,), ROUSER_INIT if base == "rouser" else 1.0)
+        if base == "rouser":
+            self.theta_base = nn.Parameter(theta)
+        else:
+            self.register_buffer("theta_base", theta)
+        if hoyer:
+            self.v_th = nn.Parameter(torch.ones(()))
+            self.register_buffer("e_run", torch.ones(()))
+        self.hoyer_loss = torch.zeros(())
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, n_in) -> spikes (B, T, n_out); theta broadcasts to (n_out,)."""
-        cur = self.fc(x)
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.syn, nn.Conv2d)
+
+    def threshold(self, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """Deployed (eval) threshold per neuron or channel: theta_base [* |v_th| E_run] * scale."""
+        th = self.theta_base * scale
+        if self.hoyer:
+            th = th * self.v_th.abs() * self.e_run
+        return th
+
+    def forward(self, x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """x: (B, T, *in) -> spikes (B, T, *out); scale = AHSAR's G * s_l (a constant)."""
+        b, steps = x.shape[:2]
+        cur = self.syn(x.reshape(b * steps, *x.shape[2:]))
+        cur = cur.reshape(b, steps, *cur.shape[1:])
+        shape = (-1,) + (1,) * (cur.dim() - 3)      # per channel over (C, H, W)
+        theta = (self.theta_base * scale).reshape(shape).to(cur.dtype)
         du = 1.0 - self.i_decay / 4096.0
         dv = 1.0 - self.v_decay / 4096.0
         u = torch.zeros_like(cur[:, 0])
         v = torch.zeros_like(u)
         out = []
-        for t in range(cur.shape[1]):
+        self.hoyer_loss = cur.new_zeros(())
+        for t in range(steps):
             u = du * u + cur[:, t]
             v = dv * v + u
-            s = _Spike.apply((v - theta) / theta)
+            if self.hoyer:
+                s = self._hoyer_step(v, theta)
+            elif self.base == "rouser":
+                s = _RouserSpike.apply(v - theta)
+            else:
+                s = _FastSigmoid.apply((v - theta) / theta)
             v = v * (1.0 - s.detach())
             out.append(s)
         return torch.stack(out, dim=1)
 
+    def _hoyer_step(self, v: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        clip = theta * self.v_th.abs()
+        u = v / clip
+        uc = u.clamp(0.0, 1.0)
+        if self.training:
+            with torch.no_grad():
+                e = (uc ** 2).sum() / uc.sum().clamp_min(1e-12)
+                self.e_run.mul_(1 - HOYER_MOMENTUM).add_(HOYER_MOMENTUM * e)
+            l1, l2 = uc.sum(), (uc ** 2).sum().clamp_min(1e-12)
+            self.hoyer_loss = self.hoyer_loss + l1 * l1 / l2
+        else:
+            e = self.e_run
+        return _HoyerSpike.apply(u, e.to(u.dtype))
+
+
+def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, v_decay: int,
+                 base: str) -> tuple[nn.ModuleList, list]:
+    """Layers from arch specs; returns (spiking layers, forward plan of ('lif', i) /
+    ('pool', mode, k) / ('flatten',)) and checks every shape on the way."""
+    layers, plan = nn.ModuleList(), []
+    shape = tuple(input_shape)
+    spiking = [i for i, s in enumerate(specs) if s["type"].startswith("cuba_lif")]
+    for i, spec in enumerate(specs):
+        kind = spec["type"]
+        last = i == spiking[-1] if spiking else False
+        hoyer = base == "hoyer" and not last
+        if kind == "cuba_lif_dense":
+            if len(shape) != 1:
+                raise ValueError(f"layer {i}: dense layer needs a flat input, got {shape} (add a flatten)")
+            syn = nn.Linear(shape[0], spec["n_out"], bias=False)
+            layers.append(CubaLIF(syn, spec["n_out"], i_decay, v_decay, base, hoyer))
+            shape = (spec["n_out"],)
+        elif kind == "cuba_lif_conv":
+            if len(shape) != 3:
+                raise ValueError(f"layer {i}: convolution needs a (C, H, W) input, got {shape}")
+            k, st, p = spec["kernel"], spec.get("stride", 1), spec.get("padding", 0)
+            syn = nn.Conv2d(shape[0], spec["out_channels"], k, stride=st, padding=p, bias=False)
+            h, w = ((n + 2 * p - k) // st + 1 for n in shape[1:])
+            if h <= 0 or w <= 0:
+                raise ValueError(f"layer {i}: kernel {k} larger than the {shape[1]}x{shape[2]} input")
+            layers.append(CubaLIF(syn, spec["out_channels"], i_decay, v_decay, base, hoyer))
+            shape = (spec["out_channels"], h, w)
+        elif kind in ("sum_pool", "avg_pool"):
+            k = spec["kernel"]
+            if len(shape) != 3 or shape[1] % k or shape[2] % k:
+                raise ValueError(f"layer {i}: pooling {k} does not tile the {shape} input")
+            plan.append(("pool", kind, k))
+            shape = (shape[0], shape[1] // k, shape[2] // k)
+            continue
+        elif kind == "flatten":
+            plan.append(("flatten",))
+            shape = (math.prod(shape),)
+            continue
+        else:
+            raise ValueError(f"layer {i}: unknown layer type {kind!r}")
+        plan.append(("lif", len(layers) - 1))
+    if not layers or len(shape) != 1:
+        raise ValueError("the network must end in a dense spiking readout layer")
+    return layers, plan
+
+
+def mlp_specs(sizes: list[int]) -> list[dict]:
+    return [{"type": "cuba_lif_dense", "n_in": a, "n_out": b} for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def cnn_specs(channels: tuple[int, ...] = (8, 16), kernel: int = 5, pool: str = "sum_pool",
+              hidden: tuple[int, ...] = (), n_classes: int = 10, padding: int = 0) -> list[dict]:
+    """conv -> pool per channel count, flatten, dense hidden layers, dense readout."""
+    specs = []
+    for c in channels:
+        specs += [{"type": "cuba_lif_conv", "out_channels": c, "kernel": kernel, "stride": 1,
+                   "padding": padding},
+                  {"type": pool, "kernel": 2}]
+    specs.append({"type": "flatten"})
+    specs += [{"type": "cuba_lif_dense", "n_out": h} for h in (*hidden, n_classes)]
+    return specs
+
 
 class SNN(nn.Module):
-    """MLP of CubaLIFDense layers; hidden layers regulated by AHSAR when enabled."""
+    """Feed-forward CUBA-LIF network (MLP or CNN); hidden layers regulated by AHSAR if on.
 
-    def __init__(self, sizes: list[int], i_decay: int = 1024, v_decay: int = 512,
-                 method: str = "ahsar", ahsar: AHSARConfig | None = None):
+    `sizes` builds an MLP; `input_shape` + `specs` any supported stack (cnn_specs).
+    """
+
+    def __init__(self, sizes: list[int] | None = None, i_decay: int = 1024, v_decay: int = 512,
+                 method: str = "ahsar", ahsar: AHSARConfig | None = None,
+                 input_shape: tuple[int, ...] | None = None, specs: list[dict] | None = None):
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-        if len(sizes) < 2:
-            raise ValueError("an SNN needs at least an input and an output size")
-        self.sizes = list(sizes)
+        self.base, with_ahsar = split_method(method)
+        if specs is None:
+            if sizes is None or len(sizes) < 2:
+                raise ValueError("an SNN needs at least an input and an output size")
+            specs, input_shape = mlp_specs(list(sizes)), (sizes[0],)
         self.method = method
-        self.layers = nn.ModuleList(
-            CubaLIFDense(a, b, i_decay, v_decay) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.input_shape = tuple(input_shape)
+        self.specs = [dict(s) for s in specs]
+        self.layers, self._plan = build_layers(self.input_shape, self.specs, i_decay, v_decay, self.base)
+        self.sizes = [math.prod(self.input_shape)] + [self.out_size(i) for i in range(len(self.layers))]
         n_hidden = len(self.layers) - 1
-        self.regulator = AHSAR(n_hidden, ahsar) if method == "ahsar" and n_hidden else None
+        self.regulator = AHSAR(n_hidden, ahsar) if with_ahsar and n_hidden else None
+
+    def out_size(self, i: int) -> int:
+        """Neurons of spiking layer i (computed from its synapse)."""
+        syn = self.layers[i].syn
+        if isinstance(syn, nn.Linear):
+            return syn.out_features
+        shape = self.input_shape
+        for step in self._plan:   # walk to layer i to know its output map
+            if step[0] == "lif":
+                l = self.layers[step[1]]
+                if l.is_conv:
+                    k, st, p = l.syn.kernel_size[0], l.syn.stride[0], l.syn.padding[0]
+                    shape = (l.syn.out_channels, *((n + 2 * p - k) // st + 1 for n in shape[1:]))
+                else:
+                    shape = (l.syn.out_features,)
+                if step[1] == i:
+                    return math.prod(shape)
+            elif step[0] == "pool":
+                shape = (shape[0], shape[1] // step[2], shape[2] // step[2])
+            else:
+                shape = (math.prod(shape),)
+        raise IndexError(i)
+
+    def scales(self) -> list[float | torch.Tensor]:
+        """AHSAR's G * s_l per spiking layer (1 for the readout and without AHSAR)."""
+        n = len(self.layers)
+        if self.regulator is None:
+            return [1.0] * n
+        s = self.regulator.scales()
+        return [s[l] for l in range(n - 1)] + [1.0]
 
     def thresholds(self) -> list[torch.Tensor]:
-        """Effective per-neuron thresholds theta_base_l * G * s_l (readout: theta_base)."""
-        out = []
-        scales = self.regulator.scales() if self.regulator is not None else None
-        for l, layer in enumerate(self.layers):
-            th = layer.theta_base
-            if scales is not None and l < len(self.layers) - 1:
-                th = th * scales[l].to(th.dtype)
-            out.append(th)
-        return out
+        """Deployed thresholds: per neuron (dense) or per output channel (convolution)."""
+        return [l.threshold(s).detach().double() for l, s in zip(self.layers, self.scales())]
+
+    def hoyer_loss(self) -> torch.Tensor:
+        """lambda * sum of the Hoyer regulariser over Hoyer layers (0 otherwise)."""
+        terms = [l.hoyer_loss for l in self.layers if l.hoyer]
+        return HOYER_LAMBDA * torch.stack(terms).sum() if terms else torch.zeros(())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x: (B, T, F) spikes -> (spike counts of the readout (B, C), spikes per layer)."""
+        """x: (B, T, F) inputs -> (spike counts of the readout (B, C), spikes per layer,
+        each flattened to (B, T, neurons))."""
+        b, steps = x.shape[:2]
+        h = x.reshape(b, steps, *self.input_shape)
         spikes = []
-        h = x
-        for layer, th in zip(self.layers, self.thresholds()):
-            h = layer(h, th.to(h.dtype))
-            spikes.append(h)
+        scales = self.scales()
+        for step in self._plan:
+            if step[0] == "lif":
+                s = scales[step[1]]
+                s = s.to(h.dtype) if isinstance(s, torch.Tensor) else s
+                h = self.layers[step[1]](h, s)
+                spikes.append(h.reshape(b, steps, -1))
+            elif step[0] == "pool":
+                k = step[2]
+                p = F.avg_pool2d(h.reshape(b * steps, *h.shape[2:]), k)
+                p = p * (k * k) if step[1] == "sum_pool" else p
+                h = p.reshape(b, steps, *p.shape[1:])
+            else:
+                h = h.reshape(b, steps, -1)
         if self.regulator is not None and self.training:
             self.regulator.observe([float(s.detach().mean()) for s in spikes[:-1]])
         return spikes[-1].sum(dim=1), spikes

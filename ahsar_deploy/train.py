@@ -1,7 +1,8 @@
-"""Surrogate-gradient training of a CUBA-LIF MLP, with the AHSAR regulator as a plug-in."""
+"""Surrogate-gradient training of CUBA-LIF networks; threshold methods and AHSAR as plug-ins."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -11,75 +12,120 @@ from tqdm import tqdm
 from . import data as datamod
 from .checkpoint import make_checkpoint
 from .regulator import AHSARConfig
-from .snn import SNN
+from .snn import SNN, cnn_specs, split_method
 
 log = logging.getLogger(__name__)
+ARCHS = ("mlp", "cnn")
+ROUSER_MIN_THETA = 0.05   # learnable thresholds are kept positive so they stay foldable
 
 
-def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int,
-             batch: int = 256) -> tuple[float, float, list[float]]:
-    """(loss, accuracy, per-layer mean firing rate) of the float model on a split."""
+def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int, encoding: str = "rate",
+             batch: int = 500) -> dict:
+    """Loss, accuracy, per-layer mean rate and fraction of never-firing neurons of the
+    float model on a split (inputs encoded once, as every backend sees them)."""
     model.eval()
-    losses, correct, spikes_sum = 0.0, 0, None
+    losses, correct = 0.0, 0
+    sums = [0.0] * len(model.layers)
+    fired = [None] * len(model.layers)
+    enc = datamod.encode(x, steps, encoding)
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(datamod.encode(x[i:i + batch], steps)).float()
+            xb = torch.from_numpy(enc[i:i + batch]).float()
             yb = torch.from_numpy(y[i:i + batch])
             counts, spikes = model(xb)
             losses += float(F.cross_entropy(counts, yb, reduction="sum"))
             correct += int((counts.argmax(1) == yb).sum())
-            sums = [float(s.sum()) for s in spikes]
-            spikes_sum = sums if spikes_sum is None else [a + b for a, b in zip(spikes_sum, sums)]
-    rates = [s / (len(x) * steps * n) for s, n in zip(spikes_sum, model.sizes[1:])]
-    return losses / len(x), correct / len(x), rates
+            for l, s in enumerate(spikes):
+                sums[l] += float(s.sum())
+                any_ = s.amax(dim=(0, 1)) > 0
+                fired[l] = any_ if fired[l] is None else fired[l] | any_
+    n = len(x)
+    return {"loss": losses / n, "accuracy": correct / n,
+            "rates": [s / (n * steps * k) for s, k in zip(sums, model.sizes[1:])],
+            "dead": [float(1 - f.float().mean()) for f in fired]}
 
 
 def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
           hidden: tuple[int, ...] = (128, 64), steps: int = 16, epochs: int = 30,
-          seed: int = 0, lr: float = 2e-3, batch: int = 64,
-          ahsar: AHSARConfig | None = None, progress: bool = True) -> dict:
-    """Train and return a checkpoint dict (see checkpoint.make_checkpoint)."""
-    if arch != "mlp":
-        raise ValueError(f"unknown architecture {arch!r}: this version trains 'mlp'")
+          seed: int = 0, lr: float = 2e-3, batch: int = 64, encoding: str = "rate",
+          ahsar: AHSARConfig | None = None, theta0: float | None = None,
+          channels: tuple[int, ...] = (8, 16), pool: str = "sum_pool",
+          train_samples: int | None = None, progress: bool = True) -> dict:
+    """Train and return a checkpoint dict (see checkpoint.make_checkpoint).
+
+    theta0 overrides the initial threshold of every layer (to start from badly chosen
+    thresholds); train_samples limits the training split (for quick runs).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+    base, _ = split_method(method)
     ds = datamod.load(data)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SNN([ds.n_features, *hidden, ds.n_classes], method=method, ahsar=ahsar)
+    if arch == "mlp":
+        model = SNN([ds.n_features, *hidden, ds.n_classes], method=method, ahsar=ahsar)
+    else:
+        model = SNN(method=method, ahsar=ahsar, input_shape=ds.shape,
+                    specs=cnn_specs(channels, pool=pool, hidden=hidden, n_classes=ds.n_classes,
+                                    # 8x8 digits: 3x3 'same' kernels; 28x28: 5x5 'valid'
+                                    **({"kernel": 3, "padding": 1} if ds.shape[1] < 16 else {})))
+    if theta0 is not None:
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.theta_base.fill_(theta0)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     x_tr, y_tr = ds.train.x, ds.train.y
-    enc_tr = torch.from_numpy(datamod.encode(x_tr, steps)).float()
-    bar = tqdm(range(epochs), desc="train", unit="epoch", leave=False,
-               disable=None if progress else True)   # None: only on a terminal
-    for epoch in bar:
+    if train_samples is not None:
+        x_tr, y_tr = x_tr[:train_samples], y_tr[:train_samples]
+    log.info("training %s %s on %s (%d samples, %d steps, %s coding), %d epochs, seed %d",
+             arch, "-".join(map(str, model.sizes)), data, len(y_tr), steps, encoding, epochs, seed)
+    for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x_tr))
         total, n = 0.0, 0
-        for i in range(0, len(order), batch):
+        bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                   leave=False, disable=None if progress else True)   # None: only on a terminal
+        for i in bar:
             idx = order[i:i + batch]
-            counts, _ = model(enc_tr[idx])
-            loss = F.cross_entropy(counts, torch.from_numpy(y_tr[idx]))
+            xb = datamod.encode(x_tr[idx], steps, encoding, seed=int(rng.integers(1 << 31)))
+            counts, _ = model(torch.from_numpy(xb).float())
+            loss = F.cross_entropy(counts, torch.from_numpy(y_tr[idx])) + model.hoyer_loss()
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if base == "rouser":
+                with torch.no_grad():
+                    for layer in model.layers:
+                        layer.theta_base.clamp_(min=ROUSER_MIN_THETA)
             total += loss.item() * len(idx)
             n += len(idx)
-        val_loss, val_acc, rates = evaluate(model, ds.val.x, ds.val.y, steps)
-        entry = {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val_loss,
-                 "val_accuracy": val_acc, "rates": rates}
+            if i // batch % 20 == 0:
+                bar.set_postfix(loss=f"{total / n:.3f}")
+        val = evaluate(model, ds.val.x, ds.val.y, steps, encoding)
+        entry = {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val["loss"],
+                 "val_accuracy": val["accuracy"], "rates": val["rates"], "dead": val["dead"],
+                 "thresholds_mean": [float(t.mean()) for t in model.thresholds()]}
         if model.regulator is not None:
             reg = model.regulator
-            reg.end_epoch(float(np.mean(rates[:-1])), val_loss, epoch + 1 < epochs)
+            reg.end_epoch(float(np.mean(val["rates"][:-1])), val["loss"], epoch + 1 < epochs)
+            entry["h"] = [float(v) for v in reg.h]
             entry["scales"] = [float(v) for v in torch.exp(reg.log_s)]
             entry["gain"] = float(torch.exp(reg.log_g))
         history.append(entry)
-        bar.set_postfix(loss=f"{total / n:.3f}", val_acc=f"{100 * val_acc:.1f}%")
         log.info("epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f %%  rates %s",
-                 epoch + 1, epochs, total / n, val_loss, 100 * val_acc,
-                 " ".join(f"{r:.3f}" for r in rates))
-    _, test_acc, test_rates = evaluate(model, ds.test.x, ds.test.y, steps)
-    log.info("float model test accuracy %.2f %% (%d samples)", 100 * test_acc, len(ds.test.y))
+                 epoch + 1, epochs, total / n, val["loss"], 100 * val["accuracy"],
+                 " ".join(f"{r:.3f}" for r in val["rates"]))
+    test = evaluate(model, ds.test.x, ds.test.y, steps, encoding)
+    log.info("float model test accuracy %.2f %% (%d samples)", 100 * test["accuracy"], len(ds.test.y))
     return make_checkpoint(model, data=ds, steps=steps, seed=seed, history=history,
-                           test_accuracy=test_acc, test_rates=test_rates)
+                           test_accuracy=test["accuracy"], test_rates=test["rates"],
+                           encoding=encoding,
+                           extra={"test_dead": test["dead"],
+                                  "train": {"arch": arch, "lr": lr, "batch": batch, "epochs": epochs,
+                                            "theta0": theta0, "train_samples": len(y_tr)}})
 
 
+def ahsar_config(control: str | None = None) -> AHSARConfig | None:
+    """The default AHSAR config, with the control mode switched if asked."""
+    return None if control is None else replace(AHSARConfig(), control=control)

@@ -415,7 +415,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     if first.kind == "dense" and len(in_shape) == 3 and first.n_in != int(np.prod(in_shape)):
         raise ModelFileError(f"{where}: first layer takes {first.n_in} inputs, Input is {in_shape}")
     return DeployGraph(layers=tuple(layers), n_inputs=int(np.prod(in_shape)), steps=int(steps),
-                       dataset=str(dataset), encoding="rate-deterministic", method="nir-import",
+                       dataset=str(dataset), encoding="rate", method="nir-import",
                        source_sha256=source_sha256,
                        notes={"import": {"format": "nir", "dt_s": float(dt_s), "tau_convention": tau_convention,
                                          "input_shape": list(in_shape), "layers": report}})

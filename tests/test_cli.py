@@ -85,10 +85,10 @@ def test_unsupported_layer(small_model, tmp_path, cli):
 
 def test_nan_weight(small_model, tmp_path, cli):
     ckpt = torch.load(small_model, weights_only=True)
-    ckpt["state_dict"]["layers.0.fc.weight"][0, 0] = float("nan")
+    ckpt["state_dict"]["layers.0.syn.weight"][0, 0] = float("nan")
     bad = tmp_path / "nan.pt"
     torch.save(ckpt, bad)
-    assert_one_line_error(cli("export", bad, "-o", tmp_path / "b"), "layers.0.fc.weight", "NaN")
+    assert_one_line_error(cli("export", bad, "-o", tmp_path / "b"), "layers.0.syn.weight", "NaN")
 
 
 def test_existing_build_kept_without_force(small_model, small_build, tmp_path, cli):

@@ -68,7 +68,7 @@ def test_readout_unregulated_and_eval_frozen():
     model = SNN([8, 6, 4, 3], method="ahsar")
     model.regulator.log_s.fill_(0.5)
     th = model.thresholds()
-    assert torch.all(th[-1] == 1.0) and torch.allclose(th[0], torch.full((6,), math.exp(0.5)))
+    assert torch.all(th[-1] == 1.0) and torch.allclose(th[0], torch.full((6,), math.exp(0.5), dtype=torch.float64))
     model.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model((torch.rand(5, 4, 8) < 0.5).float())

@@ -26,7 +26,7 @@ QUANTILES = (1.0, 0.9999, 0.999, 0.998, 0.995, 0.99)
 @dataclass(frozen=True)
 class LayerReport:
     name: str
-    quantile: float
+    quantile: float | None       # None: scale kept from an earlier calibration
     scale: float
     vth: int
     weights_clipped: int
@@ -48,21 +48,27 @@ def quantize_layer(layer: Layer, k: float, target: LoihiTarget) -> tuple[Layer, 
 
 
 def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
-              progress: bool = False) -> tuple[DeployGraph, list[LayerReport]]:
-    """spikes: (N, T, F) calibration inputs. Returns the integer graph and a report."""
+              progress: bool = False, scales: list[float] | None = None
+              ) -> tuple[DeployGraph, list[LayerReport]]:
+    """spikes: (N, T, F) calibration inputs. Returns the integer graph and a report.
+    scales: keep these per-layer scales k instead of searching (re-quantization)."""
     layers, reports = [], []
     x = spikes
-    for layer in tqdm(graph.layers, desc="calibrate", disable=None if progress else True, leave=False):
+    for i, layer in enumerate(tqdm(graph.layers, desc="calibrate", disable=None if progress else True,
+                                   leave=False)):
         if not np.allclose(layer.threshold, layer.threshold[0]):
             raise TargetError(f"calibrate: {layer.name} has per-neuron thresholds; fold first")
         ref = layer_float(layer, x)
         wmax = np.abs(layer.weight)
         best = None
-        for qnt in QUANTILES:
-            top = float(np.quantile(wmax, qnt))
-            if top <= 0:
-                continue
-            k = target.weight_max / top
+        for qnt in (QUANTILES if scales is None else (None,)):
+            if qnt is None:
+                k = scales[i]
+            else:
+                top = float(np.quantile(wmax, qnt))
+                if top <= 0:
+                    continue
+                k = target.weight_max / top
             k = min(k, target.vth_max / float(layer.threshold[0]))
             q, clipped = quantize_layer(layer, k, target)
             s = layer_int(q, x, target)

@@ -1,0 +1,84 @@
+"""Short quantization-aware fine-tune of a folded float graph (issue 5, optional).
+
+Each layer's weights are trained through the rounding the calibration chose: in the
+forward pass W is replaced by its grid value clip(step*round(k*W/step))/k and the
+threshold by vth/k (the integer threshold in float units), with a straight-through
+gradient (d round(x)/dx := 1; Bengio et al., arXiv 1308.3432). The float network then
+learns around its own rounding; calibration runs again afterwards. Dense layers only
+(convolutions keep their calibrated grid).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from tqdm import tqdm
+
+from hw_targets import LoihiTarget
+
+from ..ir import DeployGraph
+from ..snn import CubaLIF
+
+log = logging.getLogger(__name__)
+
+
+class _FakeQuant(nn.Module):
+    def __init__(self, k: float, target: LoihiTarget):
+        super().__init__()
+        self.k, self.t = k, target
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        t = self.t
+        q = (torch.round(w * self.k / t.weight_step) * t.weight_step).clamp(t.weight_min, t.weight_max) / self.k
+        return w + (q - w).detach()          # straight-through
+
+
+def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.ndarray,
+             target: LoihiTarget, epochs: int = 1, lr: float = 2e-4, batch: int = 64,
+             seed: int = 0, progress: bool = False) -> DeployGraph:
+    """Fine-tune the folded graph's dense weights with the calibrated grid in the loop.
+
+    folded: float graph, threshold 1 per layer; quantized: its calibration (scale, vth).
+    x: (N, T, F) input spikes, y: (N,) labels. Returns a folded float graph.
+    """
+    if any(l.kind != "dense" for l in folded.layers):
+        # the fake-quant loop below builds nn.Linear for every layer; a conv layer would crash it
+        log.warning("qat: networks with convolutions are not fine-tuned yet; weights kept as calibrated")
+        return folded
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    mods = []
+    for lf, lq in zip(folded.layers, quantized.layers):
+        syn = nn.Linear(lf.n_in, lf.n_out, bias=False).double()
+        with torch.no_grad():
+            syn.weight.copy_(torch.from_numpy(lf.weight))
+        m = CubaLIF(syn, lf.n_out, lf.i_decay, lf.v_decay).double()
+        m.theta_base.fill_(lq.vth / lq.scale)              # integer threshold in float units
+        parametrize.register_parametrization(syn, "weight", _FakeQuant(lq.scale, target))
+        mods.append(m)
+    params = [p for m in mods for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for epoch in range(epochs):
+        order = rng.permutation(len(y))
+        total = 0.0
+        for i in tqdm(range(0, len(order), batch), desc=f"qat {epoch + 1}/{epochs}", leave=False,
+                      disable=None if progress else True):
+            h = xt[order[i:i + batch]].double()
+            for m in mods:
+                h = m(h)
+            loss = F.cross_entropy(h.sum(dim=1), yt[order[i:i + batch]])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(order[i:i + batch])
+        log.info("qat epoch %d/%d: loss %.4f", epoch + 1, epochs, total / len(y))
+    layers = []
+    for lf, m in zip(folded.layers, mods):
+        w = m.syn.parametrizations.weight.original.detach().numpy().copy()
+        layers.append(lf.with_(weight=w))
+    return folded.with_(layers=tuple(layers))

@@ -1,0 +1,207 @@
+"""Threshold methods with and without AHSAR on MNIST and Fashion-MNIST (issue 4).
+
+For each dataset, method and seed: train under one fixed budget, then report test
+accuracy (mean and spread over seeds), epochs to reach the validation target (97 %
+MNIST, 85 % Fashion-MNIST), per-layer test firing rate and whether hidden layers sit in
+AHSAR's band [0.05, 0.25], the fraction of hidden neurons that never fire on the test
+set, and accuracy on a shifted test set (Gaussian noise, sigma 0.2, clipped to [0, 1]).
+MNIST also gets the ablations: AHSAR with proportional control, and starts from badly
+chosen thresholds (theta0 = 4 and 0.25) with and without AHSAR. `--full` adds the
+headline runs: MNIST MLP on the full training split for more epochs.
+
+Runs are cached in benchmarks/results/train_methods.json (delete it to start over), so
+an interrupted benchmark resumes. Writes train_methods.md (table) and train_methods.png
+(validation accuracy vs epoch per method) beside it.
+
+    python benchmarks/train_methods.py [--epochs 4] [--train-samples 20000] [--seeds 0,1,2]
+        [--workers 2] [--full] [--only mnist]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "results"
+TARGET = {"mnist": 0.97, "fmnist": 0.85}
+BAND = (0.05, 0.25)
+METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
+NOISE = 0.2
+
+
+def configs(args) -> list[dict]:
+    budget = {"epochs": args.epochs, "train_samples": args.train_samples, "hidden": [256],
+              "steps": 8, "batch": 128}
+    out = []
+    for data in args.only or ("mnist", "fmnist"):
+        for m in METHODS:
+            out.append({"group": "methods", "data": data, "method": m, **budget})
+        if data == "mnist":
+            out.append({"group": "ablation", "data": data, "method": "ahsar",
+                        "control": "proportional", **budget})
+            for th in (4.0, 0.25):
+                for m in ("baseline", "ahsar"):
+                    out.append({"group": "ablation", "data": data, "method": m, "theta0": th, **budget})
+    if args.full:
+        for m in ("baseline", "ahsar"):
+            out.append({"group": "full", "data": "mnist", "method": m, "epochs": args.full_epochs,
+                        "train_samples": None, "hidden": [500], "steps": 8, "batch": 128})
+    return [{**c, "seed": s} for c in out for s in args.seeds]
+
+
+def key(c: dict) -> str:
+    return json.dumps(c, sort_keys=True)
+
+
+def label(c: dict) -> str:
+    s = c["method"]
+    if c.get("control"):
+        s += f" ({c['control']})"
+    if c.get("theta0") is not None:
+        s += f", theta0={c['theta0']:g}"
+    if c["group"] == "full":
+        s += f", {'-'.join(map(str, [784, *c['hidden'], 10]))}, full data, {c['epochs']} ep"
+    return s
+
+
+def run_one(c: dict) -> dict:
+    """Train one configuration in this worker process; return its measurements."""
+    import torch
+    torch.set_num_threads(1)
+    from ahsar_deploy import checkpoint, data as datamod
+    from ahsar_deploy.train import ahsar_config, evaluate, train
+    t0 = time.perf_counter()
+    ckpt = train(data=c["data"], method=c["method"], hidden=tuple(c["hidden"]), steps=c["steps"],
+                 epochs=c["epochs"], seed=c["seed"], batch=c["batch"],
+                 ahsar=ahsar_config(c.get("control")), theta0=c.get("theta0"),
+                 train_samples=c["train_samples"], progress=False)
+    secs = time.perf_counter() - t0
+    model = checkpoint.build_model(ckpt)
+    ds = datamod.load(c["data"])
+    rng = np.random.default_rng(1234)
+    noisy = np.clip(ds.test.x + rng.normal(0.0, NOISE, ds.test.x.shape), 0.0, 1.0)
+    shifted = evaluate(model, noisy, ds.test.y, c["steps"])
+    hist = ckpt["history"]
+    reach = next((e["epoch"] for e in hist if e["val_accuracy"] >= TARGET[c["data"]]), None)
+    if c["group"] == "full":
+        checkpoint.save(ckpt, OUT / f"mnist_mlp_{c['method']}_seed{c['seed']}.pt")
+    return {"config": c, "test_accuracy": ckpt["test_accuracy"], "test_rates": ckpt["test_rates"],
+            "test_dead": ckpt["test_dead"], "noisy_accuracy": shifted["accuracy"],
+            "val_curve": [e["val_accuracy"] for e in hist], "epochs_to_target": reach,
+            "seconds": secs}
+
+
+def summarise(results: list[dict]) -> tuple[str, list[dict]]:
+    """Markdown table: one row per configuration, means and spreads over seeds."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        c = {k: v for k, v in r["config"].items() if k != "seed"}
+        groups.setdefault(key(c), []).append(r)
+    rows = []
+    for k, rs in groups.items():
+        c = json.loads(k)
+        acc = np.array([r["test_accuracy"] for r in rs]) * 100
+        rates = np.mean([r["test_rates"] for r in rs], axis=0)
+        hidden = rates[:-1]
+        reach = [r["epochs_to_target"] for r in rs]
+        rows.append({"config": c, "label": label(c), "n": len(rs), "acc": acc.mean(),
+                     "acc_sd": acc.std(ddof=1) if len(rs) > 1 else 0.0,
+                     "noisy": 100 * np.mean([r["noisy_accuracy"] for r in rs]),
+                     "reach": reach, "rates": rates.tolist(),
+                     "in_band": bool(np.all((hidden >= BAND[0]) & (hidden <= BAND[1]))),
+                     "dead": 100 * np.mean([np.mean(r["test_dead"][:-1]) for r in rs]),
+                     "secs": np.mean([r["seconds"] for r in rs]),
+                     "curve": np.mean([r["val_curve"] for r in rs], axis=0).tolist()})
+    by_key = {key(r["config"]): r for r in rows}
+    lines = ["| data | group | method | seeds | test acc % (mean ± sd) | noisy acc % | "
+             f"epochs to target | hidden rates | in [{BAND[0]}, {BAND[1]}] | dead % | AHSAR helps? | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["config"]
+        verdict = ""
+        if "ahsar" in c["method"]:
+            base = dict(c, method=c["method"].replace("+ahsar", "").replace("ahsar", "baseline"))
+            base.pop("control", None)
+            ref = by_key.get(key(base))
+            if ref is not None:
+                d = r["acc"] - ref["acc"]
+                spread = max(r["acc_sd"], ref["acc_sd"], 0.05)
+                verdict = (f"yes, +{d:.2f} pp" if d > spread else
+                           f"no, {d:+.2f} pp (within spread)" if d >= -spread else f"no, worse {d:+.2f} pp")
+        reach = ", ".join("-" if e is None else str(e) for e in r["reach"])
+        lines.append(f"| {c['data']} | {c['group']} | {r['label']} | {r['n']} | "
+                     f"{r['acc']:.2f} ± {r['acc_sd']:.2f} | {r['noisy']:.2f} | {reach} | "
+                     + " ".join(f"{x:.3f}" for x in r["rates"][:-1])
+                     + f" | {'yes' if r['in_band'] else 'no'} | {r['dead']:.1f} | {verdict} | {r['secs']:.0f} |")
+    return "\n".join(lines) + "\n", rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datas = sorted({r["config"]["data"] for r in rows})
+    fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4.2), squeeze=False)
+    for ax, d in zip(axes[0], datas):
+        for r in rows:
+            c = r["config"]
+            if c["data"] != d or c["group"] == "full":
+                continue
+            style = "-" if "ahsar" in c["method"] else "--"
+            ax.plot(range(1, len(r["curve"]) + 1), [100 * v for v in r["curve"]], style,
+                    marker="o", ms=3, label=r["label"])
+        ax.axhline(100 * TARGET[d], color="grey", lw=0.8)
+        ax.set(title=f"{d}: validation accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--train-samples", type=int, default=20000)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="also the full-data MNIST headline runs")
+    ap.add_argument("--full-epochs", type=int, default=12)
+    ap.add_argument("--only", action="append", choices=("mnist", "fmnist"))
+    args = ap.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    logging.basicConfig(level=logging.WARNING)
+    OUT.mkdir(exist_ok=True)
+    cache_path = OUT / "train_methods.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    todo = [c for c in configs(args) if key(c) not in cache]
+    print(f"{len(configs(args))} runs, {len(todo)} to do, {args.workers} workers", file=sys.stderr)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {pool.submit(run_one, c): c for c in todo}
+        for i, f in enumerate(as_completed(futures), 1):
+            r = f.result()
+            cache[key(r["config"])] = r
+            tmp = cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, cache_path)
+            print(f"[{i}/{len(todo)} {time.perf_counter() - t0:.0f} s] {r['config']['data']} "
+                  f"{label(r['config'])} seed {r['config']['seed']}: "
+                  f"{100 * r['test_accuracy']:.2f} %", file=sys.stderr, flush=True)
+    wanted = {key(c) for c in configs(args)}
+    table, rows = summarise([r for k, r in cache.items() if k in wanted])
+    (OUT / "train_methods.md").write_text(table)
+    plot(rows, OUT / "train_methods.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

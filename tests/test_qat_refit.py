@@ -1,0 +1,54 @@
+"""Quantization-aware fine-tune (straight-through rounding) and the convex readout refit."""
+import numpy as np
+import torch
+
+import hw_targets
+from ahsar_deploy import checkpoint, data, emulator
+from ahsar_deploy.passes.calibrate import calibrate
+from ahsar_deploy.passes.fold import fold
+from ahsar_deploy.passes.qat import _FakeQuant, finetune
+from ahsar_deploy.passes.refit import refit_readout
+
+LOIHI = hw_targets.get("loihi")
+
+
+def test_fake_quant_rounds_to_the_grid_with_identity_gradient():
+    fq = _FakeQuant(k=100.0, target=LOIHI)
+    w = torch.tensor([0.013, -0.017, 0.5, 3.0, -3.0], dtype=torch.float64, requires_grad=True)
+    q = fq(w)
+    # 2*round(100w/2)/100, clipped to [-256, 254]/100
+    np.testing.assert_allclose(q.detach().numpy(), [0.02, -0.02, 0.5, 2.54, -2.56], atol=1e-12)
+    q.sum().backward()
+    assert torch.equal(w.grad, torch.ones(5, dtype=torch.float64))
+
+
+def _graphs(small_model, n=256):
+    folded = fold(checkpoint.to_graph(small_model))
+    x = data.encode(data.load("digits").train.x[:n], folded.steps)
+    q, _ = calibrate(folded, x, LOIHI)
+    return folded, q, x
+
+
+def test_refit_reduces_the_readout_drive_error(small_model):
+    folded, q, x = _graphs(small_model)
+    refit = refit_readout(folded, q, x, alpha=1e-6)
+    hid_int = emulator.run(q.with_(layers=q.layers[:-1]), x, integer=True)[-1].sum(axis=1)
+    hid_f = emulator.run(folded.with_(layers=folded.layers[:-1]), x, integer=False)[-1].sum(axis=1)
+    target = hid_f @ folded.layers[-1].weight.T
+    before = np.linalg.norm(hid_int @ folded.layers[-1].weight.T - target)
+    after = np.linalg.norm(hid_int @ refit.layers[-1].weight.T - target)
+    best = np.linalg.norm(hid_int @ np.linalg.lstsq(hid_int.astype(float), target, rcond=None)[0] - target)
+    assert after < before
+    assert after <= 1.01 * best          # tiny alpha: the least-squares optimum, to 1 %
+    assert all(a is b for a, b in zip(refit.layers[:-1], folded.layers[:-1]))   # only the readout
+
+
+def test_finetune_keeps_shapes_and_moves_weights(small_model):
+    folded, q, x = _graphs(small_model, n=128)
+    y = data.load("digits").train.y[:128]
+    tuned = finetune(folded, q, x, y, LOIHI, epochs=1, lr=1e-3)
+    for a, b in zip(folded.layers, tuned.layers):
+        assert a.weight.shape == b.weight.shape and np.all(b.threshold == 1.0)
+        assert np.abs(a.weight - b.weight).max() > 0
+    q2, _ = calibrate(tuned, x, LOIHI, scales=[l.scale for l in q.layers])
+    assert [l.scale for l in q2.layers] == [l.scale for l in q.layers]
