@@ -158,3 +158,23 @@ def test_check_names_conv_rules():
         check(g.with_(layers=(layer.with_(weight_exp=1),)), LOIHI)
     with pytest.raises(TargetError, match="c breaks loihi rule 'conv shape'"):
         check(g.with_(layers=(layer.with_(in_shape=(1, 2, 2)),)), LOIHI)
+
+
+def test_lava_conv_output_wraps_like_emulator(tmp_path):
+    """Weights off the 8-bit grid (Lava does not enforce it) push the conv output past
+    2**23: Lava wraps it (signed_clamp), and so does the emulator."""
+    from exporters import lava
+    w = np.array([20000, 10000, -9000, 3000]).reshape(4, 1, 1, 1) * np.ones((4, 600, 1, 1), dtype=np.int64)
+    layer = Layer(name="c", weight=w, threshold=np.ones(4), i_decay=2048, v_decay=1024, vth=5000,
+                  kind="conv", in_shape=(600, 1, 1))
+    g = DeployGraph(layers=(layer,), n_inputs=600, steps=4, dataset="random", encoding="random",
+                    method="baseline", source_sha256="", target="loihi")
+    x = np.ones((1, 4, 600), dtype=bool)
+    x[0, 1] = False
+    a = emulator.synaptic_int(layer, x)
+    assert a[0, 0, 0] == 600 * 20000 - 2 ** 24           # wrapped
+    lava.write_netx(g, tmp_path / "model.net")
+    got = lava.run(tmp_path, x, g.steps, timeout_s=300, progress=False)[0]
+    want = emulator.run(g, x)[0]
+    np.testing.assert_array_equal(got, want)
+    assert want.any() and not want.all()
