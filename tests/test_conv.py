@@ -178,3 +178,50 @@ def test_lava_conv_output_wraps_like_emulator(tmp_path):
     want = emulator.run(g, x)[0]
     np.testing.assert_array_equal(got, want)
     assert want.any() and not want.all()
+
+
+def test_lead_cnn_model_through_ir_contract():
+    """The training CNN (snn.py cnn_specs: conv -> pool -> conv -> pool -> flatten -> dense)
+    mapped onto the IR with the pooling fused gives the torch model's spikes exactly."""
+    from ahsar_deploy.snn import SNN, cnn_specs
+    torch.manual_seed(0)
+    for pool in ("sum_pool", "avg_pool"):
+        model = SNN(method="baseline", input_shape=(1, 8, 8),
+                    specs=cnn_specs(channels=(4, 6), kernel=3, pool=pool, padding=1)).double().eval()
+        with torch.no_grad():
+            for l in model.layers:
+                l.syn.weight.mul_(3.0)
+                l.theta_base.copy_(torch.rand(l.theta_base.shape, dtype=torch.float64) + 0.5)
+        layers, shape, pools = [], model.input_shape, []
+        for step in model._plan:
+            if step[0] == "pool":
+                pools.append((shape, step[2], "sum" if step[1] == "sum_pool" else "avg"))
+                shape = (shape[0], shape[1] // step[2], shape[2] // step[2])
+            elif step[0] == "flatten":
+                shape = (int(np.prod(shape)),)
+            else:
+                m = model.layers[step[1]]
+                w = m.syn.weight.detach().numpy().copy()
+                th = m.threshold().detach().numpy().copy()
+                kw = dict(kind="conv", in_shape=shape, stride=m.syn.stride, padding=m.syn.padding) if m.is_conv else {}
+                layer = Layer(name=f"layer{step[1]}", weight=w, threshold=th, i_decay=m.i_decay,
+                              v_decay=m.v_decay, **kw)
+                shape = layer.out_shape
+                for pshape, k, mode in reversed(pools):
+                    layer = fuse_pool(layer, pshape, k, mode)
+                pools = []
+                layers.append(layer)
+        g = DeployGraph(layers=tuple(layers), n_inputs=64, steps=8, dataset="digits", encoding="rate",
+                        method="baseline", source_sha256="")
+        x = (np.random.default_rng(1).random((20, 8, 64)) < 0.4).astype(np.uint8)
+        with torch.no_grad():
+            _, want = model(torch.from_numpy(x).double())
+        got = emulator.run(g, x, integer=False)
+        assert [l.kind for l in g.layers] == ["conv", "conv", "dense"]
+        assert g.layers[1].in_shape == (4, 8, 8) and g.layers[2].n_in == 6 * 4 * 4   # pools fused
+        for i, (w_, g_) in enumerate(zip(want, got)):
+            np.testing.assert_array_equal(g_, w_.numpy().astype(bool), err_msg=f"{pool} layer {i}")
+            assert g_.any(), (pool, i)
+        folded = fold(g)
+        for a, b in zip(got, emulator.run(folded, x, integer=False)):
+            np.testing.assert_array_equal(a, b)
