@@ -20,6 +20,23 @@ from hw_targets import LoihiTarget, LOIHI
 from .ir import DeployGraph, Layer
 
 
+CHUNK_ELEMENTS = 1 << 23      # per chunk of samples: N * T * n_out (64 MiB of float64)
+
+
+def _chunked(fn):
+    """Run a layer function over chunks of samples, so a conv layer on a large set (e.g.
+    6000 x 16 steps x 6272 neurons) never holds its whole float64 input current."""
+    def wrapper(layer: Layer, x: np.ndarray, *args, **kw) -> np.ndarray:
+        per_sample = max(1, x.shape[1] * layer.n_out)
+        step = max(1, CHUNK_ELEMENTS // per_sample)
+        if x.shape[0] <= step:
+            return fn(layer, x, *args, **kw)
+        return np.concatenate([fn(layer, x[i:i + step], *args, **kw) for i in range(0, x.shape[0], step)])
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+@_chunked
 def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
     cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
@@ -56,6 +73,7 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
     return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
 
 
+@_chunked
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")

@@ -225,3 +225,14 @@ def test_lead_cnn_model_through_ir_contract():
         folded = fold(g)
         for a, b in zip(got, emulator.run(folded, x, integer=False)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_emulator_chunks_samples_without_changing_spikes(monkeypatch, conv_graph):
+    x = np.random.default_rng(4).random((9, conv_graph.steps, 70)) < 0.5
+    whole_int = emulator.run(conv_graph, x)
+    whole_float = emulator.run(emulator.float_view(conv_graph), x)
+    monkeypatch.setattr(emulator, "CHUNK_ELEMENTS", 2 * conv_graph.steps * 105)   # 2 samples per chunk
+    for a, b in zip(whole_int, emulator.run(conv_graph, x)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(whole_float, emulator.run(emulator.float_view(conv_graph), x)):
+        np.testing.assert_array_equal(a, b)
