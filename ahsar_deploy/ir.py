@@ -100,11 +100,12 @@ class Layer:
         ones = self.with_(weight=np.ones(self.weight.shape))
         return int(round(float(ones.synaptic_input((x != 0).astype(np.float64)).sum())))
 
-    def synaptic_input(self, x: np.ndarray) -> np.ndarray:
-        """Float64 weighted input (N, T, n_out) of spikes x (N, T, n_in); exact for
-        integer weights while sums stay below 2**53."""
-        x = np.asarray(x, dtype=np.float64)
-        w = np.asarray(self.weight, dtype=np.float64)
+    def synaptic_input(self, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Weighted input (N, T, n_out) of spikes x (N, T, n_in), in float64 by default:
+        exact for integer weights while sums stay below 2**53. float32 is exact only for
+        integer weights and binary inputs whose summed |weights| per neuron are < 2**24."""
+        x = np.asarray(x, dtype=dtype)
+        w = np.asarray(self.weight, dtype=dtype)
         if self.kind != "conv":
             return x @ w.T
         import torch
