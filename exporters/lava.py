@@ -87,27 +87,28 @@ def _worker(net_path: str, in_path: str, out_path: str, steps: int) -> None:
     net = netx.hdf5.Network(net_config=net_path, reset_interval=steps, reset_offset=1)
     n_layers = len(net.layers)
     total = n * t_steps + n_layers
-    chunks = -(-total // CHUNK)
+    chunk = min(CHUNK, total)      # a short run is one chunk of exactly the steps it needs
+    chunks = -(-total // chunk)
     in_shape = tuple(net.inp.shape)                       # Lava order: (F,) or (W, H, C)
     flat = spikes.reshape(n * t_steps, *in_shape[::-1])   # (steps, C, H, W)
-    data = np.zeros((*in_shape, chunks * CHUNK), dtype=np.int32)
+    data = np.zeros((*in_shape, chunks * chunk), dtype=np.int32)
     data[..., :n * t_steps] = flat.transpose(*range(flat.ndim - 1, 0, -1), 0)
     src = Source(data=data)
     src.s_out.connect(net.inp)
     sinks = []
     for layer in net.layers:
-        sink = Sink(shape=layer.out.shape, buffer=CHUNK)
+        sink = Sink(shape=layer.out.shape, buffer=chunk)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
-    record = [np.zeros((chunks * CHUNK, int(np.prod(s.a_in.shape))), dtype=bool) for s in sinks]
+    record = [np.zeros((chunks * chunk, int(np.prod(s.a_in.shape))), dtype=bool) for s in sinks]
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
-        for c in tqdm(range(chunks), desc="lava", unit=f"x{CHUNK} steps", file=sys.stderr):
-            net.run(condition=RunSteps(num_steps=CHUNK), run_cfg=cfg)
+        for c in tqdm(range(chunks), desc="lava", unit=f"x{chunk} steps", file=sys.stderr):
+            net.run(condition=RunSteps(num_steps=chunk), run_cfg=cfg)
             for rec, sink in zip(record, sinks):
-                d = sink.data.get()                       # (*Lava shape, CHUNK)
-                d = d.transpose(d.ndim - 1, *range(d.ndim - 2, -1, -1))   # (CHUNK, C, H, W)
-                rec[c * CHUNK:(c + 1) * CHUNK] = d.reshape(CHUNK, -1) != 0
+                d = sink.data.get()                       # (*Lava shape, chunk)
+                d = d.transpose(d.ndim - 1, *range(d.ndim - 2, -1, -1))   # (chunk, C, H, W)
+                rec[c * chunk:(c + 1) * chunk] = d.reshape(chunk, -1) != 0
     finally:
         net.stop()
     out = {}
