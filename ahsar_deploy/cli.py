@@ -47,7 +47,8 @@ def cmd_train(a) -> dict:
         ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
                      epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
                      ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
-                     pool=a.pool + "_pool", train_samples=a.train_samples, progress=not a.quiet)
+                     pool=a.pool + "_pool", train_samples=a.train_samples,
+                     lr_schedule=a.lr_schedule, progress=not a.quiet)
     except ValueError as e:   # an architecture that does not fit the data's shape
         raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
@@ -232,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--control", choices=("integral", "proportional"), default=None,
                    help="AHSAR control mode (default integral)")

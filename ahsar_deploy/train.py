@@ -50,12 +50,16 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
           seed: int = 0, lr: float = 2e-3, batch: int = 64, encoding: str = "rate",
           ahsar: AHSARConfig | None = None, theta0: float | None = None,
           channels: tuple[int, ...] = (8, 16), pool: str = "sum_pool",
-          train_samples: int | None = None, progress: bool = True) -> dict:
+          train_samples: int | None = None, lr_schedule: str = "constant",
+          progress: bool = True) -> dict:
     """Train and return a checkpoint dict (see checkpoint.make_checkpoint).
 
     theta0 overrides the initial threshold of every layer (to start from badly chosen
-    thresholds); train_samples limits the training split (for quick runs).
+    thresholds); train_samples limits the training split (for quick runs); lr_schedule
+    "cosine" anneals the learning rate to 0 over the epochs (per batch).
     """
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}: constant or cosine")
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
     base, _ = split_method(method)
@@ -78,6 +82,10 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     x_tr, y_tr = ds.train.x, ds.train.y
     if train_samples is not None:
         x_tr, y_tr = x_tr[:train_samples], y_tr[:train_samples]
+    total_batches = epochs * -(-len(y_tr) // batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda b: 0.5 * (1 + np.cos(np.pi * b / total_batches))) if lr_schedule == "cosine"
+        else (lambda b: 1.0))
     log.info("training %s %s on %s (%d samples, %d steps, %s coding), %d epochs, seed %d",
              arch, "-".join(map(str, model.sizes)), data, len(y_tr), steps, encoding, epochs, seed)
     for epoch in range(epochs):
@@ -94,6 +102,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             if base == "rouser":
                 with torch.no_grad():
                     for layer in model.layers:
@@ -123,7 +132,8 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
                            encoding=encoding,
                            extra={"test_dead": test["dead"],
                                   "train": {"arch": arch, "lr": lr, "batch": batch, "epochs": epochs,
-                                            "theta0": theta0, "train_samples": len(y_tr)}})
+                                            "theta0": theta0, "train_samples": len(y_tr),
+                                            "lr_schedule": lr_schedule}})
 
 
 def ahsar_config(control: str | None = None) -> AHSARConfig | None:

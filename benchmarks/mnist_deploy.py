@@ -10,7 +10,7 @@ inference from Lava's spike counts on every registered target, and the ANN basel
 
 Models are cached in benchmarks/results/mnist_mlp_<method>_seed0.pt (written by this
 script with the same settings as `ahsar train --data mnist --hidden 500 --steps 8
---batch 128 --epochs 12`). Writes benchmarks/results/mnist_deploy.md and .json.
+--batch 128 --epochs 12 --lr-schedule cosine`). Writes benchmarks/results/mnist_deploy.md and .json.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def main() -> int:
         if not model.is_file():
             print(f"training {model.name} ({a.epochs} epochs) ...", file=sys.stderr, flush=True)
             checkpoint.save(train(data="mnist", method=method, hidden=tuple(int(h) for h in a.hidden.split(",")),
-                                  steps=8, batch=128, epochs=a.epochs, seed=0, progress=False), model)
+                                  steps=8, batch=128, epochs=a.epochs, seed=0, lr_schedule="cosine",
+                                  progress=False), model)
         ckpt = checkpoint.load(model)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "build"
@@ -73,6 +74,8 @@ def main() -> int:
         row = {"method": method, "model": model.name,
                "sizes": [graph.n_inputs] + [l.n_out for l in graph.layers],
                "float_test_accuracy": ckpt["test_accuracy"], "train_rates": ckpt["test_rates"],
+               "epochs": len(ckpt["history"]),
+               "epochs_to_97": next((e["epoch"] for e in ckpt["history"] if e["val_accuracy"] >= 0.97), None),
                "export_s": t_export, "calibration": cal["validation_accuracy"],
                "emulator_test_accuracy": acc_emu, "emulator_s": t_emu,
                "gap_pp": 100 * (ckpt["test_accuracy"] - acc_emu),
@@ -84,12 +87,13 @@ def main() -> int:
               f"{100 * acc_emu:.2f} % (gap {row['gap_pp']:.2f} pp), Lava same predictions "
               f"{row['lava_same_predictions']}/{n}, spikes identical {same_spikes}", file=sys.stderr, flush=True)
     (OUT / "mnist_deploy.json").write_text(json.dumps(rows, indent=1, default=float))
-    lines = ["| model | float test % | emulator test % (10,000) | gap pp | calibration kept | "
+    lines = ["| model | epochs (to 97 % val) | float test % | emulator test % (10,000) | gap pp | calibration kept | "
              "export s | Lava: same predictions | Lava = emulator spikes | hidden rate on Lava | in [0.05, 0.25] |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         hid = r["lava_rates"][:-1]
-        lines.append(f"| {'-'.join(map(str, r['sizes']))} {r['method']} | {100 * r['float_test_accuracy']:.2f} | "
+        lines.append(f"| {'-'.join(map(str, r['sizes']))} {r['method']} | {r['epochs']} ({r['epochs_to_97'] or '-'}) | "
+                     f"{100 * r['float_test_accuracy']:.2f} | "
                      f"{100 * r['emulator_test_accuracy']:.2f} | {r['gap_pp']:.2f} | {r['calibration']['chosen']} | "
                      f"{r['export_s']:.2f} | {r['lava_same_predictions']}/{r['lava_samples']} | "
                      f"{'yes' if r['lava_same_spikes'] else 'NO'} | {' '.join(f'{v:.3f}' for v in hid)} | "

@@ -118,3 +118,24 @@ def test_fold_exact_for_trained_method(method, tmp_path):
         np.testing.assert_array_equal(w.numpy().astype(bool), g)
         total += int(g.sum())
     assert total > 200
+
+
+@pytest.mark.parametrize("method", ["baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar"])
+def test_every_method_exports_and_runs_on_lava(method, tmp_path):
+    """Each method's checkpoint goes through ahsar-export and runs on Lava with the
+    emulator's spikes (MLP; 4 digits samples x 6 steps to keep Lava short)."""
+    from ahsar_deploy import build
+    from exporters import lava
+    ckpt = train(data="digits", method=method, hidden=(16,), steps=6, epochs=1, seed=0,
+                 train_samples=300, progress=False)
+    checkpoint.save(ckpt, tmp_path / "m.pt")
+    build.export(tmp_path / "m.pt", "loihi", tmp_path / "b", calib_samples=64, qat="off",
+                 progress=False)
+    graph, manifest = build.load(tmp_path / "b")
+    assert manifest["method"] == method
+    x, _ = build.eval_inputs(graph, None, 4)
+    got = lava.run(tmp_path / "b", x, graph.steps, timeout_s=300, progress=False)
+    want = emulator.run(graph, x)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert sum(int(w.sum()) for w in want) > 0

@@ -1,0 +1,73 @@
+"""Offline datasets (IDX reader, missing-dataset errors) and the input encodings."""
+import gzip
+
+import numpy as np
+import pytest
+
+from ahsar_deploy import data
+from ahsar_deploy.errors import DatasetError
+
+
+def _write_idx(path, arr, gz=False):
+    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    raw = head + arr.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_images_read_back_exactly(tmp_path, monkeypatch, gz):
+    rng = np.random.default_rng(0)
+    tr = rng.integers(0, 256, (6000, 28, 28))
+    te = rng.integers(0, 256, (7, 28, 28))
+    ytr, yte = rng.integers(0, 10, 6000), rng.integers(0, 10, 7)
+    for name, arr in [("train-images-idx3-ubyte", tr), ("t10k-images-idx3-ubyte", te),
+                      ("train-labels-idx1-ubyte", ytr), ("t10k-labels-idx1-ubyte", yte)]:
+        _write_idx(tmp_path / name, arr, gz)
+    monkeypatch.setattr(data, "FMNIST_DIR", tmp_path)
+    ds = data.load("fmnist")
+    assert ds.shape == (1, 28, 28) and ds.n_features == 784
+    assert (len(ds.train.y), len(ds.val.y), len(ds.test.y)) == (1000, 5000, 7)
+    np.testing.assert_array_equal(ds.test.x * 255, te.reshape(7, 784))
+    np.testing.assert_array_equal(ds.test.y, yte)
+    # train + val are a permutation of the 6000 training images
+    both = np.concatenate([ds.train.y, ds.val.y])
+    np.testing.assert_array_equal(np.bincount(both, minlength=10), np.bincount(ytr, minlength=10))
+
+
+def test_missing_and_truncated_datasets_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FMNIST_DIR", tmp_path)
+    with pytest.raises(DatasetError, match="not installed.*apt-get install dataset-fashion-mnist"):
+        data.load("fmnist")
+    monkeypatch.setattr(data, "MNIST_DIR", tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") * 3 + b"\0" * 5)
+    with pytest.raises(DatasetError, match="truncated"):
+        data.load("mnist")
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        data.load("cifar")
+
+
+def test_mnist_installed_by_make():
+    ds = data.load("mnist")
+    assert (len(ds.train.y), len(ds.val.y), len(ds.test.y)) == (55000, 5000, 10000)
+    assert ds.train.x.max() == 1.0 and ds.train.x.min() == 0.0
+
+
+def test_encodings():
+    x = np.array([[0.0, 0.25, 0.5, 1.0]])
+    rate = data.encode(x, 8, "rate")
+    np.testing.assert_array_equal(rate.sum(axis=1)[0], [0, 2, 4, 8])          # round(p*T) spikes
+    np.testing.assert_array_equal(data.encode(x, 1, "rate")[0, 0], [0, 0, 1, 1])   # T=1: p >= 1/2
+    lat = data.encode(x, 5, "latency")[0]
+    assert lat.sum(axis=0).tolist() == [0, 1, 1, 1]                            # one spike if p > 0
+    assert [int(np.argmax(lat[:, f])) for f in (1, 2, 3)] == [3, 2, 0]         # round((1-p)(T-1))
+    p1, p2 = data.encode(np.full((2000, 3), 0.3), 20, "poisson", seed=5), data.encode(np.full((2000, 3), 0.3), 20, "poisson", seed=5)
+    assert np.array_equal(p1, p2) and abs(p1.mean() - 0.3) < 0.01               # seeded Bernoulli(p)
+    d = data.encode(x, 3, "direct")
+    assert d.dtype == np.float32 and np.array_equal(d[0, 2], x[0].astype(np.float32))
+    with pytest.raises(DatasetError, match="unknown encoding"):
+        data.encode(x, 3, "phase")
