@@ -236,3 +236,28 @@ def test_emulator_chunks_samples_without_changing_spikes(monkeypatch, conv_graph
         np.testing.assert_array_equal(a, b)
     for a, b in zip(whole_float, emulator.run(emulator.float_view(conv_graph), x)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fused_pool_conv_network_lava_equals_emulator(tmp_path):
+    """conv -> sum pool 2 -> conv (fused: 6x4 kernel, stride (2, 4), padding (2, 0)) -> dense
+    on a non-square input, integer weights: Lava == emulator on every spike."""
+    from exporters import lava
+    rng = np.random.default_rng(7)
+    c0 = Layer(name="conv0", weight=2 * rng.integers(-30, 60, size=(3, 1, 3, 3)), threshold=np.ones(3),
+               i_decay=1024, v_decay=512, kind="conv", in_shape=(1, 8, 10), padding=(1, 1), vth=150)
+    c1 = Layer(name="conv1", weight=rng.integers(-30, 60, size=(4, 3, 3, 2)).astype(float), threshold=np.ones(4),
+               i_decay=2048, v_decay=256, kind="conv", in_shape=(3, 4, 5), stride=(1, 2), padding=(1, 0))
+    c1 = fuse_pool(c1, c0.out_shape, 2, "sum")
+    assert c1.weight.shape == (4, 3, 6, 4) and c1.stride == (2, 4) and c1.padding == (2, 0)
+    c1 = c1.with_(weight=2 * c1.weight.astype(np.int64), vth=400)
+    d = Layer(name="fc2", weight=2 * rng.integers(-60, 90, size=(5, c1.n_out)), threshold=np.ones(5),
+              i_decay=1024, v_decay=512, vth=200)
+    g = check(DeployGraph(layers=(c0, c1, d), n_inputs=80, steps=6, dataset="random", encoding="random",
+                          method="baseline", source_sha256="", target="loihi"), LOIHI)
+    x = np.random.default_rng(8).random((3, 6, 80)) < 0.5
+    lava.write_netx(g, tmp_path / "model.net")
+    got = lava.run(tmp_path, x, g.steps, timeout_s=300, progress=False)
+    want = emulator.run(g, x)
+    for i, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
+    assert all(int(w.sum()) > 0 for w in want), [int(w.sum()) for w in want]
