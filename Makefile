@@ -67,3 +67,4 @@ clean:
 bench: install
 	$(BIN)/python benchmarks/e2e_digits.py
 	$(BIN)/python benchmarks/emulator_vs_lava.py
+	$(BIN)/python benchmarks/conv_deploy.py

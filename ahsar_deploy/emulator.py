@@ -102,13 +102,14 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.nd
 
 
 def float_view(graph: DeployGraph) -> DeployGraph:
-    """The float model of a quantized graph in threshold units: weights
-    W_int * 2**weight_exp / vth, thresholds 1 (what model.nir carries); float graphs as is."""
+    """The float model of a quantized graph in integer units (what model.nir carries):
+    weights W_int * 2**weight_exp, thresholds vth, exact float decays (no truncation);
+    float graphs as they are."""
     layers = []
     for l in graph.layers:
         if l.vth is not None:
-            w = np.asarray(l.weight, dtype=np.float64) * (2.0 ** l.weight_exp / float(l.vth))
-            l = l.with_(weight=w, threshold=np.ones(l.channels), vth=None, weight_exp=0)
+            w = np.asarray(l.weight, dtype=np.float64) * 2.0 ** l.weight_exp
+            l = l.with_(weight=w, threshold=np.full(l.channels, float(l.vth)), vth=None, weight_exp=0)
         layers.append(l)
     return graph.with_(layers=tuple(layers))
 

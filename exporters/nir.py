@@ -7,15 +7,26 @@ CubaLIF parameters shaped like the layer output, (n,) or (C_out, H_out, W_out).
 
 Units and discretisation. NIR's CubaLIF is the continuous-time ODE
     tau_syn dI/dt = -I + w_in S,   tau_mem dv/dt = (v_leak - v) + r I,   spike if v > v_th.
-This toolchain discretises it with step dt (graph metadata dt_s, 1 ms) as
+This toolchain discretises it with step dt (graph metadata dt_s = 2**-10 s, about 1 ms) as
     I[t] = I[t-1] + dt/tau_syn (-I[t-1] + w_in S[t])
     v[t] = v[t-1] + dt/tau_mem (v_leak - v[t-1] + r I[t])        (the new I, same step)
     s[t] = v[t] > v_th;  v[t] <- v_reset where s[t]
 which is what norse.torch.from_nir runs (LIBoxCell then LIFBoxCell). With
     tau_syn = dt / (i_decay/4096), w_in = tau_syn/dt, tau_mem = dt / (v_decay/4096),
     r = tau_mem/dt, v_leak = v_reset = 0, v_th = 1
-I is Loihi's u and v is Loihi's v in threshold units: the float version of Loihi's update.
-After calibration the Linear/Conv2d weights are W_int * 2**weight_exp / vth (threshold 1).
+I is Loihi's u and v is Loihi's v: the float version of Loihi's update. After
+calibration the graph is in integer units (Loihi's state / 64): Linear/Conv2d weights
+W_int * 2**weight_exp and v_threshold = vth; before, the float weights and thresholds.
+
+Why dt = 2**-10 s: with Loihi's power-of-two decays (e.g. 1024/4096, 512/4096) every
+exported number is then exact in binary floating point (tau_syn = 2**-8 s, 1/tau_syn =
+256, dt/tau_syn = 0.25, w_in = 4; integer weights and thresholds), so a reader that
+follows the discretisation, e.g. norse's from_nir in float64, computes exactly the
+float model: its spikes equal ours even where v equals the threshold exactly, which
+integer weights make common. (Weights in threshold units, W_int / vth with threshold 1,
+are inexact: on an MNIST-sized CNN they split such ties on 0.014 % of the first layer's
+neuron-steps. dt = 1e-3 s gives inexact 1/tau, exact enough in the cases measured, but
+2**-10 makes exactness certain for power-of-two decays.)
 
 Completeness: the integer parameters and the target's data ride in node metadata
 (CubaLIF: vth_mant, weight_int, weight_exp, weight_bits, i_decay, v_decay, layer name...;
@@ -32,7 +43,7 @@ import numpy as np
 from ahsar_deploy.errors import BuildError
 from ahsar_deploy.ir import DeployGraph, Layer
 
-DT_S = 1e-3
+DT_S = 2.0 ** -10            # seconds per time step (see the module docstring)
 PRODUCER = "ahsar-deploy"
 
 
@@ -41,7 +52,7 @@ def _neuron(l: Layer) -> nir.CubaLIF:
     a_i, a_v = l.i_decay / 4096.0, l.v_decay / 4096.0
     tau_syn = DT_S / a_i if a_i > 0 else np.inf
     tau_mem = DT_S / a_v if a_v > 0 else np.inf
-    th = 1.0 if l.vth is not None else l.neuron_thresholds().reshape(shape)
+    th = float(l.vth) if l.vth is not None else l.neuron_thresholds().reshape(shape)
     meta = {"layer": l.name, "kind": l.kind, "i_decay": l.i_decay, "v_decay": l.v_decay,
             "reset": l.reset, "regulated": int(l.regulated),
             "train_rate": np.nan if l.train_rate is None else float(l.train_rate)}
@@ -63,8 +74,8 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
     edges = []
     prev, prev_layer = "input", None
     for i, l in enumerate(graph.layers):
-        # float weights in threshold units: quantized W_int * 2**exp / vth; else as is
-        scale = 2.0 ** l.weight_exp / float(l.vth) if l.vth is not None else 1.0
+        # integer units after calibration: W_int * 2**exp (threshold vth); else the float weights
+        scale = 2.0 ** l.weight_exp if l.vth is not None else 1.0
         w = np.asarray(l.weight, dtype=np.float64) * scale
         if l.kind == "conv":
             nodes[f"fc{i}"] = nir.Conv2d(

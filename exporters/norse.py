@@ -2,9 +2,11 @@
 
 norse builds each NIR CubaLIF as LIBoxCell -> LIFBoxCell, i.e. the discretisation of
 exporters/nir.py (I first, then v with the new I), so it runs the float model of the
-deployed network in threshold units (emulator.float_view), in float64 here. Its
-parameters pass through float32 in norse (dt/tau, w_in, r, weights), so a spike can
-differ from the float64 emulator only where v is within about 1e-7 of the threshold.
+deployed network (emulator.float_view: integer weights and thresholds, decays without
+Loihi's truncation), here in float64. norse stores parameters in float32; model.nir's
+numbers (dt = 2**-10 s, power-of-two decays, integer weights) survive that exactly, so
+the spikes equal emulator.float_view's, ties at the threshold included. Decays that are
+not powers of two (e.g. 819/4096) give 1/tau inexactly, and a tie may then split.
 
 NIR types carry no batch dimension, so a Flatten with start_dim=0 flattens one sample;
 norse hands start_dim to torch.nn.Flatten unchanged, which would flatten the batch too.

@@ -82,3 +82,20 @@ def test_cli_run_backend_norse(small_build, cli):
     want = emulator.run(emulator.float_view(graph), x, integer=False)[-1]
     assert out["backend"] == "norse" and out["samples"] == 30
     assert out["accuracy"] == float(np.mean(want.sum(axis=1).argmax(axis=1) == y))
+
+
+def test_norse_keeps_exact_threshold_ties(tmp_path):
+    """Integer weights make v == threshold common; model.nir's numbers are exact in
+    binary floating point, so norse breaks no tie (v > vth is strict on both sides)."""
+    from ahsar_deploy.ir import DeployGraph, Layer
+    layer = Layer(name="d", weight=np.array([[2, 2], [2, 4]]), threshold=np.ones(2), i_decay=1024,
+                  v_decay=512, vth=4)
+    g = DeployGraph(layers=(layer,), n_inputs=2, steps=3, dataset="random", encoding="rate",
+                    method="baseline", source_sha256="", target="loihi")
+    x = np.array([[[1, 1], [0, 0], [0, 0]]], dtype=np.uint8)
+    want = emulator.run(emulator.float_view(g), x, integer=False)[0]
+    # neuron 0: v = 4 = vth at t0 (no spike), 3 + 3.5 = 6.5 at t1 (spike)
+    np.testing.assert_array_equal(want[0, :, 0], [False, True, False])
+    nir_exporter.write(g, tmp_path / "m.nir")
+    np.testing.assert_array_equal(norse_backend.run_nir(tmp_path / "m.nir", x)[0], want)
+    np.testing.assert_array_equal(emulator.run(g, x)[0], want)      # and Loihi's integers agree
