@@ -68,3 +68,4 @@ bench: install
 	$(BIN)/python benchmarks/e2e_digits.py
 	$(BIN)/python benchmarks/emulator_vs_lava.py
 	$(BIN)/python benchmarks/conv_deploy.py
+	$(BIN)/python benchmarks/energy_targets.py

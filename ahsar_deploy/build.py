@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,10 +24,10 @@ from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
 from . import checkpoint, data, emulator
-from .errors import BuildError, DeployError
+from .errors import BuildError, DatasetError, DeployError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
-from .passes.check import check
+from .passes.check import check, check_size
 from .passes.fold import fold
 
 log = logging.getLogger(__name__)
@@ -59,13 +62,46 @@ def import_graph(model: str | Path, dataset: str | None = None, steps: int | Non
     return graph
 
 
+def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
+    """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
+    (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
+    p = Path(path)
+    where = f"calibration data {p}"
+    if not p.is_file():
+        raise DatasetError(f"{where}: no such file")
+    try:
+        a = np.load(p, mmap_mode="r", allow_pickle=False)   # header first: no huge read
+    except (OSError, ValueError, EOFError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DatasetError(f"{where}: not a readable .npy array ({reason})") from None
+    if not isinstance(a, np.ndarray):
+        a.close()
+        raise DatasetError(f"{where}: an .npz archive; pass one .npy array")
+    f, t = graph.n_inputs, graph.steps
+    want = f"(N, {f}) intensities in [0, 1] or (N, {t}, {f}) spikes in {{0, 1}}"
+    if a.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: dtype {a.dtype} is not numeric; expected {want}")
+    if a.ndim not in (2, 3) or a.shape[0] < 1 or a.shape[1:] not in ((f,), (t, f)):
+        raise DatasetError(f"{where}: shape {a.shape} does not fit the model; expected {want}")
+    a = np.array(a[:limit])
+    if a.ndim == 2:
+        if not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
+            raise DatasetError(f"{where}: intensities must be finite and in [0, 1] "
+                               f"(found {a.min():.3g}..{a.max():.3g})")
+        return data.encode(a, t, graph.encoding)
+    if not np.all((a == 0) | (a == 1)):
+        raise DatasetError(f"{where}: (N, T, F) spikes must be 0 or 1")
+    return a.astype(np.uint8)
+
+
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
            calib_samples: int = 512, progress: bool = True, qat: str = "auto",
            refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
-           dataset: str | None = None, steps: int | None = None, dt_s: float | None = None,
-           nir_tau: str = "seconds") -> dict:
+           calib: str | Path | None = None, dataset: str | None = None, steps: int | None = None,
+           dt_s: float | None = None, nir_tau: str = "seconds") -> dict:
     """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
 
+    Calibration data: `calib` (a .npy file, see load_calibration) or the training split.
     qat: "auto" fine-tunes when quantization costs more than tolerance_pp validation
     accuracy, "on" always, "off" never. refit: try the convex readout refit and keep it
     if validation accuracy does not drop. Every variant is reported in calibration.json.
@@ -80,18 +116,25 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"{out}: exists; pass --force to replace it")
     if out.exists() and not (out / MANIFEST).is_file():
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
+    if calib_samples < 1:
+        raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
     graph = import_graph(model, dataset, steps, dt_s, nir_tau)
     if graph.encoding == "direct":
         raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
+    check_size(graph, target)
     folded = fold(graph)
     ds = data.load(graph.dataset)
     if ds.n_features != graph.n_inputs:
         raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
-    if calib_samples <= 0:
-        raise BuildError(f"--calib-samples must be positive, not {calib_samples}")
-    calib = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
-    qgraph, reports = calibrate(folded, calib, target, progress=progress)
+    if calib is None:
+        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
+        cal_source = {"split": "train[:%d]" % len(x_cal)}
+    else:
+        x_cal = load_calibration(calib, graph, calib_samples)
+        cal_source = {"split": f"file[:{len(x_cal)}]",
+                      "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
+    qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
     val = data.encode(ds.val.x, graph.steps, graph.encoding)
 
     def acc_of(g: DeployGraph, integer: bool) -> float:
@@ -109,14 +152,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         n = min(qat_samples, len(ds.train.y))
         x_qat = data.encode(ds.train.x[:n], graph.steps, graph.encoding)
         tuned = finetune(folded, qgraph, x_qat, ds.train.y[:n], target, progress=progress)
-        q2, r2 = calibrate(tuned, calib, target, scales=[l.scale for l in qgraph.layers])
+        q2, r2 = calibrate(tuned, x_cal, target, scales=[l.scale for l in qgraph.layers])
         acc["qat"] = acc_of(q2, True)
         if acc["qat"] > best_acc:
             folded, qgraph, reports, chosen, best_acc = tuned, q2, r2, "qat", acc["qat"]
     if refit and len(folded.layers) > 1:
         from .passes.refit import refit_readout
-        refolded = refit_readout(folded, qgraph, calib)
-        q3, r3 = calibrate(refolded, calib, target)
+        refolded = refit_readout(folded, qgraph, x_cal)
+        q3, r3 = calibrate(refolded, x_cal, target)
         acc["refit"] = acc_of(q3, True)
         if acc["refit"] >= best_acc:
             folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
@@ -140,20 +183,27 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     }
     if "import" in graph.notes:
         manifest["import"] = graph.notes["import"]
-    calibration = {"calibration_samples": len(calib), "split": "train[:%d]" % len(calib),
+    calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_samples": len(ds.val.y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _signals_held():   # a signal now arrives after `tmp` is set: it is removed below
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / "calibration.md").write_text(calibration_summary(calibration, target.name))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None:
+            with _signals_held():
+                shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            what = "write the build" if tmp is not None else "create the build directory"
+            raise BuildError(f"{out}: cannot {what} ({e.strerror or e}); nothing was changed") from None
         raise
     return manifest
 
@@ -176,15 +226,40 @@ def calibration_summary(c: dict, target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait until the block is done, then reach their usual handler.
+    (Python runs signal handlers in the main thread only; elsewhere nothing is held.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    before = {s: signal.signal(s, lambda n, _frame: got.append(n))
+              for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
 def _replace_dir(new: Path, out: Path) -> None:
-    """Rename new into out; an existing out is moved aside first and removed after."""
-    if out.exists():
+    """Rename the complete build `new` to `out`. An existing `out` is moved aside, and
+    put back if the rename fails; signals wait, so the old build is never lost."""
+    with _signals_held():
+        if not out.exists():
+            new.rename(out)
+            return
         old = out.with_name(f".{out.name}.old-{new.name[-8:]}")
         out.rename(old)
-        new.rename(out)
+        try:
+            new.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(out)
 
 
 def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:

@@ -10,11 +10,13 @@ import math
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .data import ENCODINGS
 from .errors import ModelFileError, UnsupportedLayerError
 from .ir import DeployGraph, Layer
 from .regulator import AHSARConfig
@@ -27,6 +29,7 @@ LAYER_TYPES = ("cuba_lif_dense", "cuba_lif_conv", "sum_pool", "avg_pool", "flatt
 _LAYER_INTS = {"cuba_lif_dense": {"n_out": 1},
                "cuba_lif_conv": {"out_channels": 1, "kernel": 1, "stride": 1, "padding": 0},
                "sum_pool": {"kernel": 1}, "avg_pool": {"kernel": 1}, "flatten": {}}
+MAX_STEPS = 100_000
 
 
 def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
@@ -90,32 +93,96 @@ def _reason(e: Exception) -> str:
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
+def _check_archive(path: Path) -> None:
+    """torch.save writes a zip of stored (uncompressed) entries with CRC-32s, which
+    torch.load does not verify: a damaged byte in a tensor would load as a wrong weight."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return   # not an archive at all: torch.load refuses it below
+        with zipfile.ZipFile(path) as z:
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            bad = None if packed else z.testzip()
+    except Exception as e:  # zipfile raises several types for damaged archives
+        raise ModelFileError(f"{path}: damaged checkpoint archive ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:120]})") from None
+    if packed:
+        raise ModelFileError(f"{path}: compressed entry {_show(packed[0])}; torch.save stores "
+                             f"entries uncompressed: not a checkpoint written by torch")
+    if bad is not None:
+        raise ModelFileError(f"{path}: damaged checkpoint: entry {_show(bad)} fails its CRC-32 check")
+
+
 def load(path: str | Path) -> dict:
     """Load and check a checkpoint; every failure is a one-line ModelFileError."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    _check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; we report
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         raise ModelFileError(f"{path}: not a loadable weights-only checkpoint ({_reason(e)})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or not _is(ckpt.get("format"), FORMAT):
         raise ModelFileError(f"{path}: not an ahsar-deploy checkpoint (no format={FORMAT!r} field)")
-    if ckpt.get("version") != VERSION:
-        raise ModelFileError(f"{path}: checkpoint version {ckpt.get('version')!r} unsupported "
+    if not _is(ckpt.get("version"), VERSION):
+        raise ModelFileError(f"{path}: checkpoint version {_show(ckpt.get('version'))} unsupported "
                              f"(this toolchain reads version {VERSION})")
     for key in ("arch", "neuron", "method", "state_dict", "data"):
         if key not in ckpt:
-            raise ModelFileError(f"{path}: checkpoint lacks the {key!r} field")
+            raise ModelFileError(f"{path}: checkpoint lacks the {_show(key)} field")
+    _check_reports(ckpt, str(path))
     return ckpt
+
+
+def _is(v, expected) -> bool:
+    """v == expected for plain values only (a tensor field must not reach ==)."""
+    return type(v) is type(expected) and v == expected
+
+
+def _show(v) -> str:
+    """A value for an error message: short, one line (a forged field may be anything)."""
+    plain = (str, int, float, bool, type(None))
+    if isinstance(v, plain) or isinstance(v, list) and all(isinstance(x, plain) for x in v):
+        text = repr(v).replace("\n", " ")
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(v).__name__}"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_reports(ckpt: dict, where: str) -> None:
+    """Training's reports (test_accuracy, test_rates, history) are optional, but typed."""
+    acc = ckpt.get("test_accuracy")
+    if acc is not None and not (_number(acc) and 0 <= acc <= 1):
+        raise ModelFileError(f"{where}: field 'test_accuracy' must be a number in [0, 1], got {_show(acc)}")
+    rates = ckpt.get("test_rates")
+    if rates is not None and not (isinstance(rates, list) and all(_number(r) and 0 <= r <= 1 for r in rates)):
+        raise ModelFileError(f"{where}: field 'test_rates' must be a list of rates in [0, 1]")
+    hist = ckpt.get("history")
+    if hist is None:
+        return
+    if not isinstance(hist, list):
+        raise ModelFileError(f"{where}: field 'history' must be a list of epochs")
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)   # NaN loss is a fact
+    reals = lambda v: isinstance(v, list) and all(real(x) for x in v)
+    for i, e in enumerate(hist):
+        ok = (isinstance(e, dict) and isinstance(e.get("epoch"), int) and reals(e.get("rates"))
+              and all(real(e.get(k)) for k in ("train_loss", "val_loss", "val_accuracy"))
+              and ("gain" not in e or real(e["gain"]) and reals(e.get("scales")) and reals(e.get("h", []))))
+        if not ok:
+            raise ModelFileError(f"{where}: history[{i}] needs int 'epoch', numbers 'train_loss', "
+                                 f"'val_loss', 'val_accuracy', a list of numbers 'rates' (and with "
+                                 f"'gain', lists 'scales' and 'h')")
 
 
 def _field(d: dict, key: str, kind, where: str):
     v = d.get(key) if isinstance(d, dict) else None
     if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
-        raise ModelFileError(f"{where}: field {key!r} missing or not {getattr(kind, '__name__', kind)}")
+        raise ModelFileError(f"{where}: field {_show(key)} missing or not {getattr(kind, '__name__', kind)}")
     return v
 
 
@@ -125,38 +192,61 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
     layers = _field(arch, "layers", list, f"{where}: arch")
     for i, spec in enumerate(layers):
         kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in LAYER_TYPES:
+        if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise UnsupportedLayerError(
-                f"{where}: layer {i} has type {kind!r}; supported: {', '.join(LAYER_TYPES)}")
+                f"{where}: layer {i} has type {_show(kind)}; supported: {', '.join(LAYER_TYPES)}")
         for key, low in _LAYER_INTS[kind].items():
             v = spec.get(key, 1 if key == "stride" else 0 if key == "padding" else None)
             if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 65536:
-                raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {v!r}, "
+                raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {_show(v)}, "
                                      f"expected an integer >= {low}")
-    shape = arch.get("input_shape", arch.get("sizes", [None])[:1])
+    if not (isinstance(arch.get("kind", "mlp"), str) and arch.get("kind", "mlp") in ("mlp", "cnn")):
+        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind'))}; supported: 'mlp', 'cnn'")
+    sizes = arch.get("sizes")
+    shape = arch.get("input_shape", sizes[:1] if isinstance(sizes, list) else None)
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
             or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 20 for n in shape)):
-        raise ModelFileError(f"{where}: arch.input_shape {shape!r} is not a list of 1-3 positive integers")
+        raise ModelFileError(f"{where}: arch.input_shape {_show(shape)} is not a list of 1-3 positive integers")
     neuron = _field(ckpt, "neuron", dict, where)
     i_decay = _field(neuron, "i_decay", int, f"{where}: neuron")
     v_decay = _field(neuron, "v_decay", int, f"{where}: neuron")
     for name, d in (("i_decay", i_decay), ("v_decay", v_decay)):
         if not 0 <= d <= 4096:
             raise ModelFileError(f"{where}: neuron.{name}={d} outside Loihi's 0..4096")
-    if neuron.get("reset", "zero") != "zero":
-        raise UnsupportedLayerError(f"{where}: reset mode {neuron.get('reset')!r}; supported: 'zero'")
+    if not _is(neuron.get("model", "cuba-lif"), "cuba-lif"):
+        raise UnsupportedLayerError(f"{where}: neuron model {_show(neuron.get('model'))}; supported: 'cuba-lif'")
+    if not _is(neuron.get("reset", "zero"), "zero"):
+        raise UnsupportedLayerError(f"{where}: reset mode {_show(neuron.get('reset'))}; supported: 'zero'")
     method = ckpt.get("method")
-    if method not in METHODS:
-        raise ModelFileError(f"{where}: method {method!r} unknown; known: {', '.join(METHODS)}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ModelFileError(f"{where}: method {_show(method)} unknown; known: {', '.join(METHODS)}")
     reg = ckpt.get("regulator")
-    try:
-        config = AHSARConfig.from_dict(reg["config"]) if isinstance(reg, dict) else None
-        model = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
-                    input_shape=tuple(shape), specs=layers)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
+    if reg is not None and not (isinstance(reg, dict) and isinstance(reg.get("config"), dict)):
+        raise ModelFileError(f"{where}: field 'regulator' must be null or a dict with a 'config' dict")
+    for key, val in (reg or {}).get("config", {}).items():
+        ok = val in ("integral", "proportional") if key == "control" and isinstance(val, str) else _number(val)
+        if not ok:
+            raise ModelFileError(f"{where}: regulator.config.{_show(key)} = {_show(val)} is not a valid value")
     state = _field(ckpt, "state_dict", dict, where)
-    expected = model.state_dict()
+    if not all(isinstance(k, str) for k in state):
+        raise ModelFileError(f"{where}: state_dict keys must be strings")
+    try:
+        config = AHSARConfig.from_dict(reg["config"]) if reg is not None else None
+        with torch.device("meta"):   # shapes only: a forged arch must not make us allocate
+            skeleton = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
+                           input_shape=tuple(shape), specs=layers)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+        raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
+    if sizes is not None and not _is(sizes, skeleton.sizes):
+        raise ModelFileError(f"{where}: arch.sizes {_show(sizes)} does not match the layers' "
+                             f"{_show(skeleton.sizes)}")
+    syns = iter(l.syn for l in skeleton.layers)
+    for i, spec in enumerate(layers):
+        syn = next(syns) if spec["type"].startswith("cuba_lif") else None
+        if spec["type"] == "cuba_lif_dense" and not _is(spec.get("n_in", syn.in_features), syn.in_features):
+            raise ModelFileError(f"{where}: layer {i} field 'n_in' is {_show(spec['n_in'])}, "
+                                 f"its input has {syn.in_features}")
+    expected = skeleton.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise UnsupportedLayerError(f"{where}: state_dict has entries this toolchain does not "
@@ -166,12 +256,17 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         raise ModelFileError(f"{where}: state_dict lacks {', '.join(missing[:5])}")
     for key, ref in expected.items():
         t = state[key]
-        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or not t.is_floating_point():
+        if (not isinstance(t, torch.Tensor) or t.shape != ref.shape or not t.is_floating_point()
+                or t.layout != torch.strided):
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ModelFileError(f"{where}: {key} has shape/type {shape}, expected float "
+            dtype = str(t.dtype) if isinstance(t, torch.Tensor) else ""
+            raise ModelFileError(f"{where}: {key} has shape/type {shape} {dtype}, expected dense float "
                                  f"{tuple(ref.shape)}")
-        if not torch.isfinite(t).all():
+        bad = t.isnan().any() if key == "regulator.best_val_loss" else ~torch.isfinite(t).all()
+        if bad:   # best_val_loss starts at +inf and is never deployed
             raise ModelFileError(f"{where}: {key} contains NaN or Inf")
+    model = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
+                input_shape=tuple(shape), specs=layers)   # its size is the file's: checked above
     model.load_state_dict(state)
     for l, th in enumerate(model.thresholds()):
         if not (torch.isfinite(th).all() and (th > 0).all()):
@@ -189,8 +284,16 @@ def to_graph(path: str | Path) -> DeployGraph:
     model = build_model(ckpt, where=str(path))
     data = _field(ckpt, "data", dict, str(path))
     steps = _field(data, "steps", int, f"{path}: data")
-    if steps <= 0:
-        raise ModelFileError(f"{path}: data.steps must be positive")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ModelFileError(f"{path}: data.steps must be in 1..{MAX_STEPS}, got {steps}")
+    _field(data, "name", str, f"{path}: data")
+    encoding = data.get("encoding", "rate")
+    if not (isinstance(encoding, str) and encoding in ENCODINGS):
+        raise ModelFileError(f"{path}: data.encoding {_show(encoding)} unsupported; "
+                             f"supported: {', '.join(ENCODINGS)}")
+    if not _is(data.get("n_features", model.sizes[0]), model.sizes[0]):
+        raise ModelFileError(f"{path}: data.n_features {_show(data.get('n_features'))} does not match "
+                             f"the first layer's {model.sizes[0]} inputs")
     rates = ckpt.get("test_rates")
     rates = rates if isinstance(rates, list) and len(rates) == len(model.layers) else [None] * len(model.layers)
     layers = []

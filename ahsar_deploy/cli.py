@@ -28,6 +28,13 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def cmd_train(a) -> dict:
     from . import checkpoint
     from .errors import DeployError
@@ -61,7 +68,7 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet, qat=a.qat, refit=not a.no_refit,
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
                dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
@@ -90,7 +97,7 @@ def cmd_run(a) -> dict:
               "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
               "seconds": secs, "seconds_per_sample": secs / len(y),
               "float_test_accuracy": graph.float_accuracy,
-              "counters": count(graph, x, spikes)}
+              "predictions": pred.tolist(), "counters": count(graph, x, spikes)}
     _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
     print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
           f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
@@ -106,17 +113,18 @@ def cmd_run(a) -> dict:
 def cmd_energy(a) -> dict:
     import hw_targets
     from .build import eval_inputs, load
-    from .energy import check_sparsity, count, estimate, plot, table
+    from .energy import check_sparsity, compare_targets, count, estimate, markdown, plot, table
     from .errors import DeployError
     graph, _ = load(a.build)
-    target = hw_targets.get(a.target or graph.target)
+    target = hw_targets.energy_model(a.target or graph.target)
     cached = Path(a.build) / f"run-{a.backend}.json"
     x, y = eval_inputs(graph, a.data, a.samples)
     dataset = a.data or graph.dataset
     counters = samples = None
     try:
         prev = json.loads(cached.read_text()) if cached.is_file() else {}
-        if prev.get("dataset") == dataset and prev.get("samples") == len(y):
+        if (prev.get("dataset") == dataset and prev.get("samples") == len(y)
+                and all("per_step" in c for c in prev["counters"])):   # older runs lack them
             counters, samples = prev["counters"], prev["samples"]
             log.info("using spike counts of %s (%d samples)", cached.name, samples)
     except (ValueError, KeyError, AttributeError):
@@ -126,8 +134,10 @@ def cmd_energy(a) -> dict:
         counters, samples = count(graph, x, spikes), len(y)
     report = estimate(graph, counters, samples, target)
     report["backend"] = a.backend
+    report["targets"] = compare_targets(graph, counters, samples)
     report["sparsity_check"] = check_sparsity(report, graph)
     _write_json_atomic(Path(a.build) / "energy.json", report)
+    _write_text_atomic(Path(a.build) / "energy.md", markdown(report))
     plot(report, Path(a.build) / "energy.png")
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
@@ -156,12 +166,14 @@ def cmd_inspect(a) -> dict:
     ckpt = checkpoint.load(p)
     model = checkpoint.build_model(ckpt, where=str(p))
     hist = ckpt.get("history") or []
+    rates = ckpt.get("test_rates") or []
+    info = ckpt["data"] if isinstance(ckpt["data"], dict) else {}
     lines = [f"checkpoint {p}: method {model.method}, sizes {model.sizes}, dataset "
-             f"{ckpt['data'].get('name')}, {ckpt['data'].get('steps')} steps, "
+             f"{info.get('name')!r:.40}, {info.get('steps')!r:.20} steps, "
              f"float test accuracy {ckpt.get('test_accuracy')}"]
     for l, th in enumerate(model.thresholds()):
         lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
-                     + (f"  test rate {ckpt['test_rates'][l]:.3f}" if ckpt.get("test_rates") else ""))
+                     + (f"  test rate {rates[l]:.3f}" if l < len(rates) else ""))
     if model.regulator is not None:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
@@ -187,7 +199,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
-    p.add_argument("--calib-samples", type=int, default=512, help="training samples for calibration")
+    p.add_argument("--calib-samples", type=int, default=512,
+                   help="at most this many calibration samples (default 512)")
+    p.add_argument("--calib", metavar="FILE.npy", default=None,
+                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
+                        "(default: the model's training split)")
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
@@ -213,11 +229,16 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, as every other error (no usage block)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .data import DATASETS, ENCODINGS
     from .snn import METHODS
     from .train import ARCHS
-    ap = argparse.ArgumentParser(prog="ahsar", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
     p.add_argument("--data", default="digits", choices=DATASETS)
@@ -253,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
     _run_args(p)
-    p.add_argument("--target", default=None, help="energy model (default: the build's target)")
+    p.add_argument("--target", default=None,
+                   help="energy model: loihi, loihi2 (estimate), truenorth (default: the build's target)")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
@@ -270,19 +292,36 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    before = signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
+    try:
+        try:
+            args = parser().parse_args(argv)   # imports torch: can take seconds
+        except KeyboardInterrupt:
+            print("ahsar: interrupted while starting; nothing was written", file=sys.stderr)
+            return 130
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(message)s", stream=sys.stderr)
+        return _dispatch(args)
+    finally:   # a SIGTERM after the work is done ends the process quietly, as before main
+        signal.signal(signal.SIGTERM, before)
+
+
+def _dispatch(args) -> int:
     from .errors import DeployError
-    args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
     try:
         result = args.fn(args)
     except DeployError as e:
-        print(f"ahsar {args.cmd}: error: {e}", file=sys.stderr)
+        print(f"ahsar {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ahsar {args.cmd}: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line; AHSAR_DEBUG=1 re-raises
+        if os.environ.get("AHSAR_DEBUG"):
+            raise
+        print(f"ahsar {args.cmd}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              f"(please report; AHSAR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, default=float))
     return 0

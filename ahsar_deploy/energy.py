@@ -1,91 +1,277 @@
-"""Counters from a target run and the energy they cost on a chip.
+"""Counters from a target run, NeuroBench-style metrics, and what they cost on a chip.
 
-Counted per layer from the spikes the backend produced (never the training model):
-- synaptic ops: input spikes x fan-out actually routed (dense: every output neuron);
-- spikes out; neuron updates, split into active (the layer received at least one input
-  spike in that step) and inactive (no input that step): our approximation of Davies
-  2018's active/inactive update, since per-compartment activity is not observable here.
-Energy = sum of counts x per-operation energy of the target (hw_targets/loihi.py),
-with every output spike delivered once within a tile (hops not modelled).
+Counted per layer and time step from the spikes the backend produced (Lava or the
+bit-exact emulator, never the training model), summed over samples:
+- input_spikes, spikes: spikes into and out of the layer;
+- synaptic_ops: input spikes x fan-out actually routed. netx builds a Lava Dense
+  process, which stores the full weight matrix, so every input spike reaches every
+  output neuron of the layer, zero weights included; for a conv layer, every output
+  whose window holds the spike (Lava's conv computes every kernel tap);
+- synaptic_ops_nonzero: input spikes x nonzero weights of that input (NeuroBench's
+  effective accumulates, below);
+- neuron updates: every neuron is updated every step (Lava's LIF), split into active
+  (the layer received at least one input spike that step) and inactive (none): our
+  approximation of Davies 2018's active/inactive update, as per-compartment activity
+  is not observable here.
+
+NeuroBench metrics (Yik et al., Nat Commun 16:1545, 2025; ../shared/HARDWARE.md
+section 5), on the deployed integer network:
+- activation_sparsity: zero outputs / all outputs of every spiking layer, over steps
+  and samples;
+- synaptic_operations: per inference, effective ACs (binarized inputs x binarized
+  weights, summed; inputs are spikes so all are ACs, no MACs) and dense (all-ones
+  inputs and weights: n_in x n_out per layer and step); bias is absent;
+- footprint_bytes: sum of numel x element size of the parameters and buffers: weights at
+  the target's weight width in whole bytes, per layer vth (4 B) and two decays (2 B
+  each); footprint_float32_bytes is the same parameters as float32;
+- connection_sparsity: zero weights / all weights, round(., 4).
+
+Energy = sum over operations of count x the target's energy per operation
+(hw_targets/); a chip whose synapses skip zero weights (TrueNorth's crossbar) is
+charged per synaptic_ops_nonzero instead of synaptic_ops. Spike messages: each output spike goes once to every core of the next
+layer (passes/map.py), the last layer's once to the output, each costed as a spike
+within a tile (hops not modelled). Static energy = static power x an estimated
+time per inference: each step lasts as long as the busiest core's operations
+(time per operation of the target); barrier synchronisation and host I/O are not
+included, so it is a lower bound.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from hw_targets import LoihiTarget
+import hw_targets
 from hw_targets.cmos45 import BASELINE
 
+from .errors import DeployError, UnsupportedLayerError
 from .ir import DeployGraph
+from .passes.map import map_layers
+
+STEP_KEYS = ("input_spikes", "spikes", "synaptic_ops", "synaptic_ops_nonzero",
+             "updates_active", "updates_inactive")
+# energy table key -> counter key
+OPS = {"synaptic_op": "synaptic_ops", "synaptic_event": "synaptic_ops_nonzero",
+       "neuron_update_active": "updates_active", "neuron_update_inactive": "updates_inactive",
+       "spike_in_tile": "spike_messages"}
+
+
+def _dense_only(layer, stage: str) -> None:
+    if layer.kind != "dense":
+        raise UnsupportedLayerError(f"{stage}: {layer.name} is a {layer.kind} layer; the energy "
+                                    f"model supports dense layers only (spike counts are available)")
+
+
+def _conv_events_per_step(layer, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Per step, synaptic events of a conv layer summed over samples: each input spike
+    times the outputs whose window holds it with a kernel entry of 1 (0/1 kernel)."""
+    ones = layer.with_(weight=kernel, vth=None, weight_exp=0)
+    out = np.zeros(x.shape[1], dtype=np.int64)
+    chunk = max(1, (1 << 22) // max(1, x.shape[1] * layer.n_out))
+    for i in range(0, x.shape[0], chunk):     # float32 exact: counts < 2**24
+        y = ones.synaptic_input(x[i:i + chunk], np.float32)
+        out += np.rint(y.sum(axis=(0, 2), dtype=np.float64)).astype(np.int64)
+    return out
 
 
 def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]) -> list[dict]:
-    """Per-layer totals over all samples; inputs (N, T, F), layer_spikes[l] (N, T, n_l)."""
+    """Per-layer counts, in total and per time step (summed over samples).
+
+    inputs (N, T, F), layer_spikes[l] (N, T, n_l), both 0/1."""
     rows = []
-    x = inputs
+    x = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     for layer, s in zip(graph.layers, layer_spikes):
-        in_per_step = x.reshape(x.shape[0], x.shape[1], -1).sum(axis=2)   # (N, T)
-        steps_with_input = int(np.count_nonzero(in_per_step))
-        total_steps = in_per_step.size
-        rows.append({
-            "layer": layer.name, "neurons": layer.n_out,
-            "input_spikes": int(in_per_step.sum()),
-            "synaptic_ops": int(in_per_step.sum()) * layer.n_out,
-            "spikes": int(s.sum()),
-            "updates_active": steps_with_input * layer.n_out,
-            "updates_inactive": (total_steps - steps_with_input) * layer.n_out,
-            "rate": float(s.mean()),
-        })
-        x = s
+        n = layer.n_out
+        in_per_step = x.sum(axis=2, dtype=np.int64)               # (N, T)
+        active = np.count_nonzero(in_per_step, axis=0)            # samples with input, per step
+        if layer.kind == "conv":   # Lava's conv computes every kernel tap: routed = window count
+            w = np.asarray(layer.weight)
+            routed = _conv_events_per_step(layer, x, np.ones(w.shape))
+            nonzero = _conv_events_per_step(layer, x, (w != 0).astype(np.float64))
+        else:
+            fan_nonzero = np.count_nonzero(np.asarray(layer.weight), axis=0).astype(np.int64)  # (n_in,)
+            routed = in_per_step.sum(axis=0) * n
+            nonzero = x.sum(axis=0, dtype=np.int64) @ fan_nonzero
+        step = {
+            "input_spikes": in_per_step.sum(axis=0),
+            "spikes": s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64),
+            "synaptic_ops": routed,
+            "synaptic_ops_nonzero": nonzero,
+            "updates_active": active * n,
+            "updates_inactive": (x.shape[0] - active) * n,
+        }
+        step = {k: [int(v) for v in step[k]] for k in STEP_KEYS}
+        rows.append({"layer": layer.name, "neurons": n, "fan_in": layer.n_in,
+                     **{k: sum(v) for k, v in step.items()},
+                     "rate": float(s.mean()), "per_step": step})
+        x = s.reshape(s.shape[0], s.shape[1], -1)
     return rows
 
 
-def estimate(graph: DeployGraph, counters: list[dict], samples: int, target: LoihiTarget) -> dict:
-    """Energy per inference (J) per layer and in total, plus the ANN baseline."""
-    e = target.energy_j
-    layers = []
-    for layer, c in zip(graph.layers, counters):
-        parts = {
-            "synaptic": c["synaptic_ops"] * e["synaptic_op"],
-            "neuron_active": c["updates_active"] * e["neuron_update_active"],
-            "neuron_inactive": c["updates_inactive"] * e["neuron_update_inactive"],
-            "spikes": c["spikes"] * e["spike_in_tile"],
-        }
-        per_inf = {k: v / samples for k, v in parts.items()}
-        layers.append({**c, "energy_j": per_inf, "total_j": sum(per_inf.values()),
-                       "train_rate": layer.train_rate})
-    macs = sum(l.n_in * l.n_out for l in graph.layers)
-    total = sum(l["total_j"] for l in layers)
+def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
+    """NeuroBench's static and workload metrics of the deployed network (see module doc)."""
+    outputs = sum(l.n_out * graph.steps * samples for l in graph.layers)
+    weights = [np.asarray(l.weight) for l in graph.layers]
+    n_w = sum(w.size for w in weights)
+    w_bytes = math.ceil(target.weight_bits / 8)
     return {
-        "target": target.name, "samples": samples, "steps": graph.steps,
-        "layers": layers, "total_j_per_inference": total,
-        "synaptic_ops_per_inference": sum(c["synaptic_ops"] for c in counters) / samples,
-        "static_power_w": target.static_power_w,
-        "ann_baseline": {"macs": macs, "int8_j": macs * BASELINE.mac_int8_j,
-                         "fp32_j": macs * BASELINE.mac_fp32_j,
-                         "source": "Horowitz ISSCC 2014, 45 nm"},
+        "activation_sparsity": 1 - sum(c["spikes"] for c in counters) / outputs,
+        "synaptic_operations": {
+            "effective_acs": sum(c["synaptic_ops_nonzero"] for c in counters) / samples,
+            "effective_macs": 0.0,
+            "dense": sum(l.n_in * l.n_out for l in graph.layers) * graph.steps},
+        "footprint_bytes": n_w * w_bytes + len(graph.layers) * (4 + 2 + 2),
+        "footprint_float32_bytes": 4 * (n_w + 3 * len(graph.layers)),
+        "connection_sparsity": round(sum(int(np.count_nonzero(w == 0)) for w in weights) / n_w, 4),
     }
 
 
+def _step_time(c: dict, m, dest: int, samples: int, t: dict) -> np.ndarray:
+    """Per step, seconds the busiest core of one layer works (mean over samples)."""
+    ps = {k: np.asarray(v, dtype=np.float64) / samples for k, v in c["per_step"].items()}
+    npc = m.neurons_per_core
+    frac_active = ps["updates_active"] / c["neurons"]
+    return (ps["input_spikes"] * npc * t.get("synaptic_op", 0.0)
+            + npc * (frac_active * t.get("neuron_update_active", 0.0)
+                     + (1 - frac_active) * t.get("neuron_update_inactive", 0.0))
+            + ps["spikes"] / m.cores * dest * t.get("spike_in_tile", 0.0))
+
+
+def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
+    """Energy per inference (J) per layer and in total on `target`, plus the ANN baseline.
+
+    Raises TargetError (a DeployError) when the network does not fit the target."""
+    for layer in graph.layers:     # the step-time and ANN models below assume dense layers
+        _dense_only(layer, "energy")
+    plan = map_layers(graph, target)
+    e = target.energy_j
+    layers, step_times = [], []
+    for i, (layer, c, m) in enumerate(zip(graph.layers, counters, plan)):
+        dest = plan[i + 1].cores if i + 1 < len(plan) else 1
+        counts = {**c, "spike_messages": c["spikes"] * dest}
+        parts = {op: counts[key] * e[op] / samples for op, key in OPS.items() if op in e}
+        layers.append({**{k: v for k, v in counts.items() if k != "per_step"},
+                       "cores": m.cores, "neurons_per_core": m.neurons_per_core,
+                       "limited_by": m.limited_by, "energy_j": parts, "total_j": sum(parts.values()),
+                       "train_rate": layer.train_rate, "per_step": c["per_step"]})
+        if target.time_s:
+            step_times.append(_step_time(c, m, dest, samples, target.time_s))
+    step_s = (float(np.max(step_times, axis=0).mean()) if step_times else target.step_time_s)
+    total = sum(l["total_j"] for l in layers)
+    static = (target.static_power_w * step_s * graph.steps
+              if target.static_power_w is not None and step_s is not None else None)
+    ann = BASELINE.ann(sum(l.n_in * l.n_out for l in graph.layers))
+    return {
+        "target": target.name, "description": target.description, "energy_note": target.energy_note,
+        "samples": samples, "steps": graph.steps, "cores": sum(m.cores for m in plan),
+        "layers": layers, "total_j_per_inference": total,
+        "synaptic_ops_per_inference": sum(c["synaptic_ops"] for c in counters) / samples,
+        "time_per_step_s": step_s, "time_per_step_estimated": bool(step_times),
+        "static_power_w": target.static_power_w, "static_j_per_inference": static,
+        "ann_baseline": ann, "snn_over_ann_int8": total / ann["int8_j"],
+        "neurobench": neurobench(graph, counters, samples, target),
+    }
+
+
+def compare_targets(graph: DeployGraph, counters: list[dict], samples: int) -> list[dict]:
+    """Dynamic (and static, where known) energy per inference on every energy model."""
+    rows = []
+    for name, t in hw_targets.ENERGY_MODELS.items():
+        try:
+            r = estimate(graph, counters, samples, t)
+            rows.append({"target": name, "fits": True, "dynamic_j": r["total_j_per_inference"],
+                         "static_j": r["static_j_per_inference"], "note": t.energy_note})
+        except DeployError as err:
+            rows.append({"target": name, "fits": False, "error": str(err), "note": t.energy_note})
+    return rows
+
+
+def _nj(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e9:.3f}"
+
+
 def table(report: dict) -> str:
-    head = (f"{'layer':<8} {'neurons':>7} {'rate':>6} {'train':>6} {'syn ops':>10} {'spikes':>8} "
-            f"{'nJ/inf':>8}")
+    head = (f"{'layer':<8} {'neurons':>7} {'cores':>5} {'rate':>6} {'train':>6} {'syn ops':>10} "
+            f"{'spikes':>8} {'nJ/inf':>9}")
     lines = [f"energy on {report['target']} per inference ({report['samples']} samples, "
              f"{report['steps']} steps each)", head, "-" * len(head)]
     for l in report["layers"]:
         tr = f"{l['train_rate']:.3f}" if l["train_rate"] is not None else "  -"
-        lines.append(f"{l['layer']:<8} {l['neurons']:>7} {l['rate']:>6.3f} {tr:>6} "
+        lines.append(f"{l['layer']:<8} {l['neurons']:>7} {l['cores']:>5} {l['rate']:>6.3f} {tr:>6} "
                      f"{l['synaptic_ops'] / report['samples']:>10.0f} "
-                     f"{l['spikes'] / report['samples']:>8.1f} {l['total_j'] * 1e9:>8.3f}")
-    b = report["ann_baseline"]
+                     f"{l['spikes'] / report['samples']:>8.1f} {l['total_j'] * 1e9:>9.3f}")
+    b, nb = report["ann_baseline"], report["neurobench"]
+    static = ("no separate static figure" if report["static_power_w"] is None
+              else f"static {report['static_power_w'] * 1e3:.0f} mW per chip, about "
+                   f"{_nj(report['static_j_per_inference'])} nJ per inference at an estimated "
+                   f"{report['time_per_step_s'] * 1e6:.2f} us per step")
     lines += ["-" * len(head),
-              f"total {report['total_j_per_inference'] * 1e9:.3f} nJ per inference "
-              f"(dynamic; static {report['static_power_w'] * 1e3:.0f} mW per chip not included)",
-              f"ANN baseline, same layers, {b['macs']} MACs: int8 {b['int8_j'] * 1e9:.3f} nJ, "
-              f"fp32 {b['fp32_j'] * 1e9:.3f} nJ ({b['source']}; memory traffic not counted)"]
+              f"total {_nj(report['total_j_per_inference'])} nJ per inference from operations ({static})",
+              f"  model: {report['energy_note']}",
+              f"ANN baseline, same layers, {b['macs']} MACs: int8 {_nj(b['int8_j'])} nJ "
+              f"({_nj(b['int8_sram_j'])} with weight reads), fp32 {_nj(b['fp32_j'])} nJ "
+              f"({_nj(b['fp32_sram_j'])}) ({b['source']}); SNN / ANN int8 = "
+              f"{report['snn_over_ann_int8']:.1f}",
+              f"NeuroBench: activation sparsity {nb['activation_sparsity']:.4f}, effective ACs "
+              f"{nb['synaptic_operations']['effective_acs']:.0f} (dense "
+              f"{nb['synaptic_operations']['dense']}), footprint {nb['footprint_bytes']} B, "
+              f"connection sparsity {nb['connection_sparsity']}"]
+    if report.get("targets"):
+        lines.append("all energy models (nJ per inference: operations / static):")
+        for t in report["targets"]:
+            lines.append(f"  {t['target']:<10} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])}"
+                                                  if t["fits"] else f"does not fit: {t['error']}"))
     return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    """energy.md: the readable summary beside energy.json and energy.png."""
+    s, b, nb = report["samples"], report["ann_baseline"], report["neurobench"]
+    out = [f"# Energy on {report['target']}",
+           "",
+           f"{report['description']}. Counted on the spikes the `{report.get('backend', '?')}` "
+           f"backend produced: {s} samples x {report['steps']} steps. Model: {report['energy_note']}.",
+           "",
+           "| layer | neurons | cores | rate | training rate | synaptic ops | spikes | nJ / inference |",
+           "|---|---|---|---|---|---|---|---|"]
+    for l in report["layers"]:
+        tr = "-" if l["train_rate"] is None else f"{l['train_rate']:.3f}"
+        out.append(f"| {l['layer']} | {l['neurons']} | {l['cores']} | {l['rate']:.3f} | {tr} | "
+                   f"{l['synaptic_ops'] / s:.0f} | {l['spikes'] / s:.1f} | {l['total_j'] * 1e9:.3f} |")
+    out += ["",
+            f"Total dynamic energy: **{_nj(report['total_j_per_inference'])} nJ** per inference; "
+            + ("no separate static power figure (see the model note)."
+               if report["static_j_per_inference"] is None else
+               f"static {_nj(report['static_j_per_inference'])} nJ ({report['static_power_w']} W "
+               f"x {report['time_per_step_s'] * 1e6:.3f} us per step"
+               + (", estimated: busiest core, no synchronisation" if report["time_per_step_estimated"] else "")
+               + ")."),
+            "",
+            f"ANN baseline ({b['source']}), {b['macs']} MACs: int8 {_nj(b['int8_j'])} nJ, "
+            f"{_nj(b['int8_sram_j'])} nJ with weight reads from SRAM; fp32 {_nj(b['fp32_j'])} nJ, "
+            f"{_nj(b['fp32_sram_j'])} nJ. SNN / ANN int8 (arithmetic only): "
+            f"{report['snn_over_ann_int8']:.2f}.",
+            "",
+            "NeuroBench metrics: activation sparsity "
+            f"{nb['activation_sparsity']:.4f}; synaptic operations per inference: effective ACs "
+            f"{nb['synaptic_operations']['effective_acs']:.1f}, dense {nb['synaptic_operations']['dense']}; "
+            f"footprint {nb['footprint_bytes']} bytes ({nb['footprint_float32_bytes']} as float32); "
+            f"connection sparsity {nb['connection_sparsity']}."]
+    if report.get("targets"):
+        out += ["", "| energy model | dynamic nJ | static nJ | note |", "|---|---|---|---|"]
+        for t in report["targets"]:
+            if t["fits"]:
+                out.append(f"| {t['target']} | {_nj(t['dynamic_j'])} | {_nj(t['static_j'])} | {t['note']} |")
+            else:
+                out.append(f"| {t['target']} | does not fit | | {t['error']} |")
+    if report.get("sparsity_check"):
+        out += ["", "| layer | sparsity check |", "|---|---|"]
+        for c in report["sparsity_check"]:
+            out.append(f"| {c['layer']} | {'pass' if c['ok'] else 'FAIL: ' + '; '.join(c['reasons'])} |")
+    out += ["", "![rates, energy by operation, SNN vs ANN](energy.png)", ""]
+    return "\n".join(out)
 
 
 BAND = (0.05, 0.25)        # AHSAR's target band (METHODS.md section 1)
@@ -108,12 +294,14 @@ def check_sparsity(report: dict, graph: DeployGraph, band: tuple[float, float] =
         if layer.regulated and not band[0] <= rate <= band[1]:
             reasons.append(f"rate {rate:.3f} outside the AHSAR band [{band[0]}, {band[1]}]")
         out.append({"layer": layer.name, "rate": rate, "train_rate": train,
-                    "regulated": layer.regulated, "ok": not reasons, "reasons": reasons})
+                    "regulated": layer.regulated, "ok": not reasons, "reasons": reasons,
+                    "band": list(band), "tolerance": tolerance})
     return out
 
 
 def plot(report: dict, path) -> None:
-    """PNG: per-layer firing rate against the band and training, energy by operation."""
+    """PNG, three panels: per-layer firing rate against the band and training; energy by
+    operation type per layer; energy per inference on each chip against the ANN baseline."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -121,7 +309,7 @@ def plot(report: dict, path) -> None:
     layers = report["layers"]
     names = [l["layer"] for l in layers]
     idx = np.arange(len(names))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
     a.axhspan(*BAND, color="tab:green", alpha=0.15, label="AHSAR band")
     a.bar(idx - 0.2, [l["rate"] for l in layers], 0.4, label=f"on {report['target']}")
     a.bar(idx + 0.2, [l["train_rate"] or 0 for l in layers], 0.4, label="training")
@@ -129,18 +317,27 @@ def plot(report: dict, path) -> None:
     a.set_ylabel("spikes per neuron per step")
     a.set_title("firing rate per layer")
     a.legend()
-    kinds = list(layers[0]["energy_j"])
     bottom = np.zeros(len(layers))
-    for k in kinds:
+    for k in layers[0]["energy_j"]:
         vals = np.array([l["energy_j"][k] * 1e9 for l in layers])
         b.bar(idx, vals, 0.6, bottom=bottom, label=k)
         bottom += vals
     b.set_xticks(idx, names)
     b.set_ylabel("nJ per inference")
-    base = report["ann_baseline"]
-    b.set_title(f"energy: total {report['total_j_per_inference'] * 1e9:.0f} nJ "
-                f"(ANN int8 {base['int8_j'] * 1e9:.1f} nJ)")
+    b.set_title(f"energy on {report['target']} by operation: "
+                f"{report['total_j_per_inference'] * 1e9:.0f} nJ")
     b.legend()
+    base = report["ann_baseline"]
+    bars = [(t["target"], t["dynamic_j"]) for t in report.get("targets") or [] if t["fits"]]
+    bars = bars or [(report["target"], report["total_j_per_inference"])]
+    bars += [("ANN int8", base["int8_j"]), ("ANN int8+SRAM", base["int8_sram_j"]),
+             ("ANN fp32", base["fp32_j"])]
+    colors = ["tab:blue"] * (len(bars) - 3) + ["tab:gray"] * 3
+    c.bar(range(len(bars)), [v * 1e9 for _, v in bars], color=colors)
+    c.set_xticks(range(len(bars)), [n for n, _ in bars], rotation=20)
+    c.set_yscale("log")
+    c.set_ylabel("nJ per inference (operations, no static)")
+    c.set_title("SNN on each chip vs ANN baseline (45 nm)")
     fig.tight_layout()
     tmp = Path(path).with_name(f".tmp-{Path(path).name}")
     fig.savefig(tmp, dpi=100, format="png")

@@ -1,18 +1,40 @@
-"""Chips the toolchain deploys to; one module per chip, each a frozen dataclass."""
+"""Chips the toolchain deploys to or estimates energy for; one module per chip, each a
+frozen dataclass with the same field names (grid, limits, energy, each number cited).
+
+TARGETS: chips `ahsar-export --target` builds for (Lava fixed-point grid).
+ENERGY_MODELS: every chip `ahsar energy --target` can estimate, TARGETS included.
+SpiNNaker 2 has no entry: no per-operation energy of it is published
+(../shared/HARDWARE.md section 4).
+"""
 from __future__ import annotations
 
 from ahsar_deploy.errors import TargetError
 
 from .loihi import LOIHI, LoihiTarget
+from .loihi2 import LOIHI2, Loihi2Target
+from .truenorth import TRUENORTH, TrueNorthTarget
 
-TARGETS = {LOIHI.name: LOIHI}
+TARGETS = {t.name: t for t in (LOIHI, LOIHI2)}
+ENERGY_MODELS = {**TARGETS, TRUENORTH.name: TRUENORTH}
 
 
 def get(name: str) -> LoihiTarget:
+    """A target export can build for."""
     try:
         return TARGETS[name]
     except KeyError:
-        raise TargetError(f"unknown target {name!r}: choose one of {', '.join(sorted(TARGETS))}") from None
+        hint = " (energy model only: use it with `ahsar energy --target`)" if name in ENERGY_MODELS else ""
+        raise TargetError(f"unknown target {name!r}{hint}: choose one of {', '.join(sorted(TARGETS))}") from None
 
 
-__all__ = ["TARGETS", "get", "LoihiTarget", "LOIHI"]
+def energy_model(name: str):
+    """Any chip with an energy model (a deploy target or an energy-only chip)."""
+    try:
+        return ENERGY_MODELS[name]
+    except KeyError:
+        raise TargetError(f"unknown energy model {name!r}: choose one of "
+                          f"{', '.join(sorted(ENERGY_MODELS))}") from None
+
+
+__all__ = ["TARGETS", "ENERGY_MODELS", "get", "energy_model", "LoihiTarget", "LOIHI",
+           "Loihi2Target", "LOIHI2", "TrueNorthTarget", "TRUENORTH"]

@@ -3,10 +3,11 @@
 Grid: Lava's bit-accurate fixed-point LIF and Dense models (lava-nc/lava
 src/lava/proc/lif/models.py AbstractPyLifModelFixed / PyLifResetModelBitAcc,
 src/lava/proc/dense/models.py, src/lava/utils/weightutils.py), as netx loads them
-(lava-nc/lava-dl src/lava/lib/dl/netx/hdf5.py, utils.py optimize_weight_bits).
+(lava-nc/lava-dl src/lava/lib/dl/netx/hdf5.py, utils.py optimize_weight_bits);
+../shared/HARDWARE.md sections 1 and 2.
 Limits and energies: Davies et al., "Loihi: A Neuromorphic Manycore Processor with
 On-Chip Learning", IEEE Micro 38(1), 2018, Table 2 (numbers taken from a secondary
-verbatim transcription, see ../shared/HARDWARE.md; marked 2° below).
+verbatim transcription, see ../shared/HARDWARE.md sections 3 and 4; marked 2° below).
 """
 from __future__ import annotations
 
@@ -17,35 +18,49 @@ from dataclasses import dataclass, field
 class LoihiTarget:
     name: str = "loihi"
     description: str = "Intel Loihi 1, Lava fixed-point (bit-accurate) simulation"
-    # --- integer grid (Lava fixed-point models) ---
+    deployable: bool = True         # export writes a netx build for it
+    # --- integer grid (Lava fixed-point models, HARDWARE.md section 1) ---
     weight_min: int = -256          # 8-bit mixed-sign weights: clip to [-256, 255] ...
     weight_max: int = 254           # ... and drop one LSB, so mixed weights are even (weightutils)
     weight_step: int = 2
-    weight_bits: int = 8
+    weight_bits: int = 8            # weight mantissa bits (Dense num_weight_bits, default 8)
+    # Dense shifts a_out by weight_exp with numpy (no range check in Lava); the silicon's
+    # exponent range is not in HARDWARE.md: unconfirmed, so calibration keeps weight_exp = 0.
+    weight_exp_range: tuple[int, int] | None = None
     act_shift: int = 6              # a_in << 6 (LIF.subthr_dynamics)
-    vth_shift: int = 6              # vth << 6 (scale_threshold)
+    vth_shift: int = 6              # threshold scale: vth_eff = vth << 6 (scale_threshold)
     vth_max: int = 131071           # 17-bit unsigned threshold mantissa
     decay_unity: int = 4096         # 12-bit decays; du stored as i_decay - 1 (ds_offset = 1)
-    state_bits: int = 24            # u wraps modulo 2**24, v saturates at +-(2**23 - 1)
-    # --- chip limits (Davies 2018, 2°) ---
-    cores: int = 128
+    decay_bits: int = 12            # du, dv: uint 12 bit (0..4095)
+    bias_mant_bits: int = 13        # signed bias mantissa; bias_exp 3 bit (not used by our builds)
+    bias_exp_bits: int = 3
+    state_bits: int = 24            # u and v are 24 bit (held in int32)
+    u_overflow: str = "wrap"        # u wraps modulo 2**24 (two-sided where in subthr_dynamics)
+    v_overflow: str = "saturate"    # v clipped to +-(2**23 - 1)
+    a_in_bits: int = 16             # Dense a_out / LIF a_in declared 16 bit; Lava does not saturate
+    # --- chip limits (Davies 2018, 2°; HARDWARE.md section 3) ---
+    cores: int = 128                # neuromorphic cores per chip (plus 3 x86 cores)
     neurons_per_core: int = 1024    # compartments per core
-    fan_in_axons_per_core: int = 4096
-    synapse_bytes_per_core: int = 128 * 1024
+    fan_in_axons_per_core: int | None = 4096
+    fan_out_per_core: int | None = 4096     # output axons (edges) per core
+    synapse_bytes_per_core: int | None = 128 * 1024   # 128 KB synaptic state per core
     # --- energy per operation, Davies 2018 Table 2 at 0.75 V (pre-silicon SDF/SPICE, 2°) ---
     energy_j: dict = field(default_factory=lambda: {
         "synaptic_op": 23.6e-12,       # synaptic spike operation (minimum)
         "neuron_update_active": 81e-12,
         "neuron_update_inactive": 52e-12,
-        "spike_in_tile": 1.7e-12,      # spike delivered within a tile
+        "spike_in_tile": 1.7e-12,      # spike message delivered within a tile (hops not modelled)
     })
-    time_s: dict = field(default_factory=lambda: {
+    time_s: dict = field(default_factory=lambda: {   # same table, time per operation
         "synaptic_op": 3.5e-9, "neuron_update_active": 8.4e-9,
         "neuron_update_inactive": 5.3e-9, "spike_in_tile": 2.1e-9,
     })
     # Static power: none in Davies 2018; 3.34 W over 32 chips in Frady et al. 2020
-    # gives about 104 mW per chip (derived, 2°). Reported, not added to per-op energy.
-    static_power_w: float = 0.104
+    # gives about 104 mW per chip (derived, 2°). Reported separately from dynamic energy.
+    static_power_w: float | None = 0.104
+    step_time_s: float | None = None   # not published; estimated from time_s (energy.py)
+    energy_note: str = ("Davies 2018 Table 2 per-operation energies (pre-silicon, 2°); "
+                        "static 104 mW/chip derived from Frady 2020")
 
     @property
     def state_max(self) -> int:

@@ -37,6 +37,30 @@ def cli():
     return _cli
 
 
+def make_checkpoint_dict(sizes, steps=4, method="ahsar", i_decay=1024, v_decay=512, seed=0,
+                         weight_scale=1.0, encoding="rate"):
+    """An untrained checkpoint dict in the format `ahsar train` writes (no training: fast)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ahsar_deploy.snn import SNN
+    torch.manual_seed(seed)
+    model = SNN(list(sizes), i_decay=i_decay, v_decay=v_decay, method=method)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.syn.weight.mul_(weight_scale)
+    ds = SimpleNamespace(name="digits", n_features=sizes[0], n_classes=sizes[-1])
+    return checkpoint.make_checkpoint(model, ds, steps, seed, [], 0.5, [0.1] * (len(sizes) - 1),
+                                      encoding=encoding)
+
+
+@pytest.fixture(scope="session")
+def make_ckpt():
+    """make_ckpt(sizes, **kw) -> checkpoint dict (see make_checkpoint_dict)."""
+    return make_checkpoint_dict
+
+
 def _int_conv(rng, name, in_shape, c_out, kernel, stride=(1, 1), padding=(0, 0)):
     from ahsar_deploy.ir import Layer
     w = 2 * rng.integers(-40, 60, size=(c_out, in_shape[0], *kernel))

@@ -93,7 +93,7 @@ def _if_reference(x, w1, w2, th1, th2):
     return [torch.stack(out1, 1).numpy(), torch.stack(out2, 1).numpy()]
 
 
-def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_path):
+def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_path, cli):
     rng = np.random.default_rng(0)
     w1 = rng.integers(-2, 4, size=(4, 1, 3, 3)).astype(np.float64)
     w2 = rng.integers(-2, 3, size=(10, 64)).astype(np.float64)
@@ -120,6 +120,15 @@ def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_pa
     for a, b in zip(lv, em):
         np.testing.assert_array_equal(a, b)
     assert int(em[0].sum()) > 20 and int(em[1].sum()) > 0
+    # counters of a conv layer: every spike times the windows that hold it (Lava computes all taps)
+    from ahsar_deploy.energy import count
+    c = count(q, xs, em)
+    assert c[0]["synaptic_ops"] == q.layers[0].synaptic_ops(xs)
+    assert c[1]["synaptic_ops"] == int(em[0].sum()) * 10
+    r = cli("run", tmp_path / "b", "--backend", "emulator", "--samples", "5", "-q")
+    assert r.returncode == 0, r.stderr
+    r = cli("energy", tmp_path / "b", "--samples", "5", "--backend", "emulator", "-q")
+    assert r.returncode == 1 and "supports dense layers only" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_snntorch_style_lif_maps_beta_to_decay():

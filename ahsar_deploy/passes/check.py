@@ -1,7 +1,6 @@
-"""Design rules of a target, checked on an integer graph. Each names layer, value, limit."""
+"""Design rules of a target, checked on an integer graph. Each names layer, value, limit.
+Core limits (fan-in, fan-out, memory, cores) are the map pass's (passes/map.py)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -9,10 +8,10 @@ from hw_targets import LoihiTarget
 
 from ..errors import TargetError
 from ..ir import DeployGraph
+from .map import map_cores, map_layers
 
 
 def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
-    cores = 0
     for l in graph.layers:
         w = np.asarray(l.weight)
         w_abs_sum = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max()
@@ -44,15 +43,13 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             # worst case synaptic input must not overflow int32 after the << 6 shift
             ("input range", int(w_abs_sum) << target.act_shift < 2 ** 31,
              "summed |weights| << 6 overflows int32"),
-            # dense: every input is an axon of the core; conv: a lower bound, one neuron's
-            # receptive field (C_in * kh * kw) must fit (the mapping of slabs is not modelled)
-            ("fan-in", (l.fan_in if l.kind == "conv" else l.n_in) <= target.fan_in_axons_per_core,
-             f"fan-in {l.fan_in if l.kind == 'conv' else l.n_in}, limit {target.fan_in_axons_per_core} axons per core"),
         ]
         for rule, ok, detail in rules:
             if not ok:
                 raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")
-        cores += math.ceil(l.n_out / target.neurons_per_core)
-    if cores > target.cores:
-        raise TargetError(f"check: network needs {cores} cores, {target.name} has {target.cores}")
-    return graph.with_(notes={**graph.notes, "cores": cores})
+    return map_cores(graph, target)
+
+
+def check_size(graph: DeployGraph, target: LoihiTarget) -> None:
+    """The rules that need only layer shapes (fan-in, memory, cores), before calibration."""
+    map_layers(graph, target)

@@ -26,5 +26,10 @@ def fold(graph: DeployGraph) -> DeployGraph:
             raise DeployError(f"fold: {layer.name} needs {n} positive finite thresholds (one per "
                               f"{what}), got shape {th.shape}")
         factor = (THETA_REF / th).reshape((n,) + (1,) * (layer.weight.ndim - 1))
-        layers.append(layer.with_(weight=layer.weight * factor, threshold=np.full(n, THETA_REF)))
+        with np.errstate(over="ignore"):
+            w = layer.weight * factor
+        if not np.all(np.isfinite(w)):
+            raise DeployError(f"fold: {layer.name} weights overflow when divided by its thresholds "
+                              f"(min threshold {th.min():.3g}); the model cannot be deployed")
+        layers.append(layer.with_(weight=w, threshold=np.full(n, THETA_REF)))
     return graph.with_(layers=tuple(layers))
