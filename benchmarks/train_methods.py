@@ -129,7 +129,7 @@ def summarise(results: list[dict]) -> tuple[str, list[dict]]:
         if "ahsar" in c["method"]:
             base = dict(c, method=c["method"].replace("+ahsar", "").replace("ahsar", "baseline"))
             base.pop("control", None)
-            ref = by_key.get(key(base))
+            ref = by_key.get(key(base)) or by_key.get(key(dict(base, group="methods")))
             if ref is not None:
                 d = r["acc"] - ref["acc"]
                 spread = max(r["acc_sd"], ref["acc_sd"], 0.05)

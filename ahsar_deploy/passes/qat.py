@@ -49,8 +49,7 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
         # the fake-quant loop below builds nn.Linear for every layer; a conv layer would crash it
         log.warning("qat: networks with convolutions are not fine-tuned yet; weights kept as calibrated")
         return folded
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)     # batch order; weights are copied, not drawn
     mods = []
     for lf, lq in zip(folded.layers, quantized.layers):
         syn = nn.Linear(lf.n_in, lf.n_out, bias=False).double()

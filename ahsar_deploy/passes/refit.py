@@ -15,6 +15,8 @@ re-quantized by the same calibration as every other layer.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..emulator import run
@@ -24,6 +26,7 @@ from ..ir import DeployGraph
 def refit_readout(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray,
                   alpha: float = 1e-4) -> DeployGraph:
     """Folded float graph whose readout weights are refit on the integer hidden spikes."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso
 
     if len(folded.layers) < 2:
@@ -34,6 +37,9 @@ def refit_readout(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray,
     readout = folded.layers[-1]
     drive = hid_f.sum(axis=1).astype(np.float64) @ readout.weight.T   # (N, C) float target
     fit = Lasso(alpha=alpha, fit_intercept=False, max_iter=5000, tol=1e-6, selection="cyclic")
-    fit.fit(phi, drive)
+    with warnings.catch_warnings():
+        # an unconverged fit is still a valid candidate: export keeps it only if it helps
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit.fit(phi, drive)
     w = np.asarray(fit.coef_, dtype=np.float64).reshape(readout.weight.shape)
     return folded.with_(layers=folded.layers[:-1] + (readout.with_(weight=w),))
