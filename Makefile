@@ -1,6 +1,9 @@
 # ahsar-deploy: `make demo` and `make test` install into .venv on first use.
 # The install order follows ../shared/ENV.md: lava-nc 0.10 / lava-dl 0.6 declare
 # Python < 3.11, so torch and the dependencies come first and lava without deps last.
+# snnTorch and sinabs (pure Python) come without deps too, only so that tests can write
+# NIR graphs with them; sinabs pins samna (a stub that installs from elsewhere at import
+# time) and nir<=1.0.4, neither of which its NIR export needs.
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
@@ -45,6 +48,7 @@ $(STAMP): pyproject.toml Makefile
 	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
 	  "tqdm>=4.60" "pytest>=7" "hypothesis>=6" && \
 	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
+	$(PIP) --no-deps snntorch==1.0.0 sinabs==3.1.3 "pbr>=5" && \
 	$(PIP) --no-deps -e . && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
 
@@ -63,4 +67,5 @@ clean:
 bench: install
 	$(BIN)/python benchmarks/e2e_digits.py
 	$(BIN)/python benchmarks/emulator_vs_lava.py
+	$(BIN)/python benchmarks/conv_deploy.py
 	$(BIN)/python benchmarks/energy_targets.py

@@ -36,11 +36,31 @@ VAL_SAMPLES = 2000   # validation samples behind the export's accuracy report an
 
 
 def _layer_manifest(l: Layer) -> dict:
-    return {"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
-            "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
-            "i_decay": l.i_decay, "v_decay": l.v_decay, "du": l.i_decay - 1, "dv": l.v_decay,
-            "reset": l.reset, "scale": l.scale, "regulated": l.regulated,
-            "train_rate": l.train_rate}
+    m = {"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
+         "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
+         "i_decay": l.i_decay, "v_decay": l.v_decay, "du": l.i_decay - 1, "dv": l.v_decay,
+         "reset": l.reset, "scale": l.scale, "regulated": l.regulated,
+         "train_rate": l.train_rate}
+    if l.kind == "conv":
+        m.update({"in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
+                  "kernel": list(l.weight.shape[2:]), "stride": list(l.stride),
+                  "padding": list(l.padding)})
+    return m
+
+
+def import_graph(model: str | Path, dataset: str | None = None, steps: int | None = None,
+                 dt_s: float | None = None, nir_tau: str = "seconds") -> DeployGraph:
+    """Import stage: a checkpoint (model.pt) or a NIR graph (*.nir) -> float DeployGraph.
+    dataset, steps, dt_s and nir_tau apply to NIR graphs (which carry no dataset)."""
+    if Path(model).suffix.lower() == ".nir":
+        from exporters import nir_import
+        return nir_import.to_graph(model, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=nir_tau)
+    if any(v is not None for v in (steps, dt_s)):
+        raise DeployError(f"{model}: --steps and --dt apply to .nir inputs; a checkpoint carries its own")
+    graph = checkpoint.to_graph(model)
+    if dataset is not None and dataset != graph.dataset:
+        raise DeployError(f"{model}: trained on {graph.dataset!r}, not {dataset!r}")
+    return graph
 
 
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
@@ -78,13 +98,16 @@ def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.nda
 def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool = False,
            calib_samples: int = 512, progress: bool = True, qat: str = "auto",
            refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
-           calib: str | Path | None = None) -> dict:
+           calib: str | Path | None = None, dataset: str | None = None, steps: int | None = None,
+           dt_s: float | None = None, nir_tau: str = "seconds") -> dict:
     """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
 
     Calibration data: `calib` (a .npy file, see load_calibration) or the training split.
     qat: "auto" fine-tunes when quantization costs more than tolerance_pp validation
     accuracy, "on" always, "off" never. refit: try the convex readout refit and keep it
     if validation accuracy does not drop. Every variant is reported in calibration.json.
+    model: a checkpoint, or a NIR graph (*.nir) with dataset and steps for calibration
+    (dt_s and nir_tau: how its time constants map to Loihi decays, exporters/nir_import.py).
     """
     if qat not in ("auto", "on", "off"):
         raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
@@ -96,7 +119,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
     if calib_samples < 1:
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
-    graph = checkpoint.to_graph(model)
+    graph = import_graph(model, dataset, steps, dt_s, nir_tau)
     if graph.encoding == "direct":
         raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
@@ -162,6 +185,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "layers": [_layer_manifest(l) for l in qgraph.layers],
         "files": ["model.nir", "model.net", "calibration.json", "calibration.md", MANIFEST],
     }
+    if "import" in graph.notes:
+        manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_samples": len(val_y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
@@ -250,14 +275,21 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
         m = json.loads((b / MANIFEST).read_text())
         layers = []
         with h5py.File(b / "model.net", "r") as f:
-            for i, lm in enumerate(m["layers"]):
-                w = f[f"layer/{i}/weight"][()].astype(np.int64)
+            groups = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
+            groups = [g for g in groups if g["type"][0] in (b"dense", b"conv")]  # not input/flatten
+            if len(groups) != len(m["layers"]):
+                raise ValueError(f"model.net has {len(groups)} layers, manifest {len(m['layers'])}")
+            for g, lm in zip(groups, m["layers"]):
+                w = g["weight"][()].astype(np.int64)
+                conv = lm.get("kind", "dense") == "conv"
+                extra = {"kind": "conv", "in_shape": tuple(lm["in_shape"]), "stride": tuple(lm["stride"]),
+                         "padding": tuple(lm["padding"])} if conv else {}
                 layers.append(Layer(
-                    name=lm["name"], weight=w, threshold=np.ones(lm["n_out"]),
+                    name=lm["name"], weight=w, threshold=np.ones(w.shape[0]),
                     i_decay=int(lm["i_decay"]), v_decay=int(lm["v_decay"]),
                     regulated=bool(lm["regulated"]), train_rate=lm["train_rate"],
                     vth=int(lm["vth_mant"]), weight_exp=int(lm["weight_exp"]),
-                    weight_bits=int(lm["weight_bits"]), scale=lm["scale"]))
+                    weight_bits=int(lm["weight_bits"]), scale=lm["scale"], **extra))
         graph = DeployGraph(layers=tuple(layers), n_inputs=int(m["n_inputs"]), steps=int(m["steps"]),
                             dataset=m["dataset"], encoding=m["encoding"], method=m["method"],
                             source_sha256=m["source"]["sha256"],

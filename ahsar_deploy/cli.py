@@ -68,7 +68,8 @@ def cmd_export(a) -> dict:
     from .build import export
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
-               progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib)
+               progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
+               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -194,7 +195,7 @@ def cmd_inspect(a) -> dict:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="checkpoint written by `ahsar train`")
+    p.add_argument("model", help="checkpoint written by `ahsar train`, or a NIR graph (*.nir)")
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
@@ -206,6 +207,12 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
+    p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
+    p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR import: seconds per time step mapping tau to Loihi decays (default 1e-3)")
+    p.add_argument("--nir-tau", default="seconds", choices=("seconds", "norse"),
+                   help="NIR import: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -215,7 +222,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", help="build directory written by ahsar-export")
-    p.add_argument("--backend", default="lava", help="lava (Loihi simulation) or emulator")
+    p.add_argument("--backend", default="lava", help="lava (Loihi simulation), emulator (bit-exact integer) or "
+                   "norse (float reference from model.nir)")
     p.add_argument("--data", default=None, help="dataset (default: the model's)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")

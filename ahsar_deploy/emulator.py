@@ -6,6 +6,10 @@ run_int:   Lava's bit-accurate fixed-point Dense + LIF models, step for step
            ../shared/HARDWARE.md section 1), without Lava's one-step delay per layer:
            each sample starts from zero state, as netx's LIFReset gives per sample.
 Both return a list of per-layer spike arrays (N, T, n_out) of bool.
+Conv layers (Lava's Conv process, lava/proc/conv/models.py PyConvModelFixed): the
+synaptic input is torch's conv2d of the spikes, computed in float64 (exact: integer
+sums far below 2**53), wrapped to signed 24 bits as Lava's conv output is, then << 6.
+Conv ignores weight_exp in Lava, so a conv layer must have weight_exp 0 (passes/check.py).
 """
 from __future__ import annotations
 
@@ -16,17 +20,28 @@ from hw_targets import LoihiTarget, LOIHI
 from .ir import DeployGraph, Layer
 
 
-def _matmul(x: np.ndarray, w: np.ndarray, dt) -> np.ndarray:
-    """(N, T, F) @ (n, F).T as one 2-D GEMM (numpy would otherwise run N small ones)."""
-    n, t, f = x.shape
-    return (x.reshape(n * t, f).astype(dt) @ w.astype(dt).T).reshape(n, t, -1)
+CHUNK_ELEMENTS = 1 << 23      # per chunk of samples: N * T * n_out (64 MiB of float64)
 
 
+def _chunked(fn):
+    """Run a layer function over chunks of samples, so a conv layer on a large set (e.g.
+    6000 x 16 steps x 6272 neurons) never holds its whole float64 input current."""
+    def wrapper(layer: Layer, x: np.ndarray, *args, **kw) -> np.ndarray:
+        per_sample = max(1, x.shape[1] * layer.n_out)
+        step = max(1, CHUNK_ELEMENTS // per_sample)
+        if x.shape[0] <= step:
+            return fn(layer, x, *args, **kw)
+        return np.concatenate([fn(layer, x[i:i + step], *args, **kw) for i in range(0, x.shape[0], step)])
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+@_chunked
 def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
-    cur = _matmul(x, layer.weight, np.float64)
+    cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
-    th = layer.threshold.astype(np.float64)
+    th = layer.neuron_thresholds()
     u = np.zeros(cur[:, 0].shape)
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
@@ -45,22 +60,33 @@ def _trunc_decay(x: np.ndarray, keep: int) -> np.ndarray:
     return np.sign(y) * (np.abs(y) >> 12)
 
 
-def _int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Exact integer x @ w.T through BLAS: float32 when every partial sum is below 2**24
-    (float32 holds such integers exactly), float64 (exact below 2**53) otherwise."""
-    bound = float(np.abs(w).sum(axis=1).max(initial=0)) * float(np.abs(x).max(initial=0))
-    dt = np.float32 if bound < 2 ** 24 else np.float64
-    return np.rint(_matmul(x, w, dt)).astype(np.int64)
+def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
+    """Integer synaptic output (N, T, n_out) before LIF's << 6 (Lava's a_out)."""
+    m = target.state_max
+    if layer.kind == "conv":
+        if layer.weight_exp != 0:
+            raise ValueError(f"{layer.name}: Lava's conv ignores weight_exp; it must be 0")
+        w = np.asarray(layer.weight)
+        # float32 is exact (and several times faster) for binary spikes when every partial
+        # sum is an integer below 2**24, as Lava's own conv assumes (passes/check.py)
+        exact32 = (np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max() < 2 ** 24
+                   and np.array_equal(w, np.rint(w)) and np.isin(x, (0, 1)).all())
+        a = np.rint(layer.synaptic_input(x, np.float32 if exact32 else np.float64)).astype(np.int64)
+        return (a + m) % (2 * m) - m                     # signed 24-bit wrap (signed_clamp)
+    # BLAS product, exact: float32 while every partial sum stays below 2**24, else float64
+    # (exact below 2**53 for any layer within the target's limits)
+    bound = float(np.abs(layer.weight).sum(axis=1).max(initial=0)) * float(np.abs(x).max(initial=0))
+    a = np.rint(layer.synaptic_input(x, np.float32 if bound < 2 ** 24 else np.float64)).astype(np.int64)
+    return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
 
 
+@_chunked
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
-    a = _int_matmul(x, layer.weight)
-    a = a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
-    a = a << target.act_shift
-    vth = np.int64(layer.vth) << target.vth_shift
     m = target.state_max
+    a = synaptic_int(layer, x, target) << target.act_shift
+    vth = np.int64(layer.vth) << target.vth_shift
     keep_u = target.decay_unity - layer.i_decay      # 4096 - (du + 1)
     keep_v = target.decay_unity - layer.v_decay      # 4096 - dv
     u = np.zeros(a[:, 0].shape, dtype=np.int64)
@@ -75,6 +101,19 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.nd
         v[s] = 0
         out[:, t] = s
     return out
+
+
+def float_view(graph: DeployGraph) -> DeployGraph:
+    """The float model of a quantized graph in integer units (what model.nir carries):
+    weights W_int * 2**weight_exp, thresholds vth, exact float decays (no truncation);
+    float graphs as they are."""
+    layers = []
+    for l in graph.layers:
+        if l.vth is not None:
+            w = np.asarray(l.weight, dtype=np.float64) * 2.0 ** l.weight_exp
+            l = l.with_(weight=w, threshold=np.full(l.channels, float(l.vth)), vth=None, weight_exp=0)
+        layers.append(l)
+    return graph.with_(layers=tuple(layers))
 
 
 def run(graph: DeployGraph, spikes: np.ndarray, integer: bool | None = None) -> list[np.ndarray]:

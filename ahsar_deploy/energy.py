@@ -5,7 +5,8 @@ bit-exact emulator, never the training model), summed over samples:
 - input_spikes, spikes: spikes into and out of the layer;
 - synaptic_ops: input spikes x fan-out actually routed. netx builds a Lava Dense
   process, which stores the full weight matrix, so every input spike reaches every
-  output neuron of the layer, zero weights included;
+  output neuron of the layer, zero weights included; for a conv layer, every output
+  whose window holds the spike (Lava's conv computes every kernel tap);
 - synaptic_ops_nonzero: input spikes x nonzero weights of that input (NeuroBench's
   effective accumulates, below);
 - neuron updates: every neuron is updated every step (Lava's LIF), split into active
@@ -59,8 +60,20 @@ OPS = {"synaptic_op": "synaptic_ops", "synaptic_event": "synaptic_ops_nonzero",
 
 def _dense_only(layer, stage: str) -> None:
     if layer.kind != "dense":
-        raise UnsupportedLayerError(f"{stage}: {layer.name} is a {layer.kind} layer; counters and "
-                                    f"core mapping support dense layers only")
+        raise UnsupportedLayerError(f"{stage}: {layer.name} is a {layer.kind} layer; the energy "
+                                    f"model supports dense layers only (spike counts are available)")
+
+
+def _conv_events_per_step(layer, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Per step, synaptic events of a conv layer summed over samples: each input spike
+    times the outputs whose window holds it with a kernel entry of 1 (0/1 kernel)."""
+    ones = layer.with_(weight=kernel, vth=None, weight_exp=0)
+    out = np.zeros(x.shape[1], dtype=np.int64)
+    chunk = max(1, (1 << 22) // max(1, x.shape[1] * layer.n_out))
+    for i in range(0, x.shape[0], chunk):     # float32 exact: counts < 2**24
+        y = ones.synaptic_input(x[i:i + chunk], np.float32)
+        out += np.rint(y.sum(axis=(0, 2), dtype=np.float64)).astype(np.int64)
+    return out
 
 
 def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]) -> list[dict]:
@@ -70,16 +83,22 @@ def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]
     rows = []
     x = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     for layer, s in zip(graph.layers, layer_spikes):
-        _dense_only(layer, "energy")
         n = layer.n_out
-        fan_nonzero = np.count_nonzero(np.asarray(layer.weight), axis=0).astype(np.int64)  # (n_in,)
         in_per_step = x.sum(axis=2, dtype=np.int64)               # (N, T)
         active = np.count_nonzero(in_per_step, axis=0)            # samples with input, per step
+        if layer.kind == "conv":   # Lava's conv computes every kernel tap: routed = window count
+            w = np.asarray(layer.weight)
+            routed = _conv_events_per_step(layer, x, np.ones(w.shape))
+            nonzero = _conv_events_per_step(layer, x, (w != 0).astype(np.float64))
+        else:
+            fan_nonzero = np.count_nonzero(np.asarray(layer.weight), axis=0).astype(np.int64)  # (n_in,)
+            routed = in_per_step.sum(axis=0) * n
+            nonzero = x.sum(axis=0, dtype=np.int64) @ fan_nonzero
         step = {
             "input_spikes": in_per_step.sum(axis=0),
             "spikes": s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64),
-            "synaptic_ops": in_per_step.sum(axis=0) * n,
-            "synaptic_ops_nonzero": x.sum(axis=0, dtype=np.int64) @ fan_nonzero,
+            "synaptic_ops": routed,
+            "synaptic_ops_nonzero": nonzero,
             "updates_active": active * n,
             "updates_inactive": (x.shape[0] - active) * n,
         }
@@ -124,6 +143,8 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
     """Energy per inference (J) per layer and in total on `target`, plus the ANN baseline.
 
     Raises TargetError (a DeployError) when the network does not fit the target."""
+    for layer in graph.layers:     # the step-time and ANN models below assume dense layers
+        _dense_only(layer, "energy")
     plan = map_layers(graph, target)
     e = target.energy_j
     layers, step_times = [], []

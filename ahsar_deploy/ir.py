@@ -10,12 +10,28 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 
+KINDS = ("dense", "conv")
+
+
+def conv_out_hw(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int]) -> tuple[int, int]:
+    """Output height and width of a 2-d convolution (dilation 1), as torch computes it."""
+    return tuple(int((i + 2 * p - k) // s + 1) for i, k, s, p in zip(in_hw, kernel, stride, padding))
+
+
 @dataclass(frozen=True)
 class Layer:
-    """Dense synapses into CUBA-LIF neurons (Loihi's discrete-time model, snn.py)."""
+    """Dense or convolutional synapses into CUBA-LIF neurons (Loihi's model, snn.py).
+
+    kind "dense": weight (n_out, n_in). kind "conv": weight (C_out, C_in, kh, kw), torch's
+    cross-correlation order, on an input of in_shape (C, H, W) with stride and zero
+    padding (H, W); dilation 1, groups 1. Spikes between layers are always flattened
+    (N, T, C*H*W) in torch's C, H, W order, so a dense layer after a conv has weight
+    (n_out, C*H*W). Thresholds are per neuron for dense and per output channel for conv.
+    """
     name: str
-    weight: np.ndarray            # (n_out, n_in); float64, or integer after calibration
-    threshold: np.ndarray         # (n_out,) float64 per neuron (after fold: all equal)
+    weight: np.ndarray            # dense (n_out, n_in) / conv (C_out, C_in, kh, kw); float64 or int
+    threshold: np.ndarray         # dense (n_out,) / conv (C_out,) float64 (after fold: all equal)
     i_decay: int                  # Loihi current decay register + 1, 0..4096
     v_decay: int                  # Loihi voltage decay register, 0..4096
     reset: str = "zero"           # v <- 0 after a spike; u untouched
@@ -26,14 +42,79 @@ class Layer:
     weight_exp: int = 0           # effective weight = weight * 2**weight_exp
     weight_bits: int = 8
     scale: float | None = None    # integer units per float unit of the folded layer
+    in_shape: tuple[int, int, int] | None = None   # conv: (C, H, W) of the layer input
+    stride: tuple[int, int] = (1, 1)               # conv: (H, W)
+    padding: tuple[int, int] = (0, 0)              # conv: (H, W), zeros
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: layer kind {self.kind!r}, expected one of {KINDS}")
+        object.__setattr__(self, "stride", tuple(int(v) for v in self.stride))
+        object.__setattr__(self, "padding", tuple(int(v) for v in self.padding))
+        if self.in_shape is not None:
+            object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """(n_out,) for dense, (C_out, H_out, W_out) for conv."""
+        if self.kind == "conv":
+            if self.in_shape is None:
+                raise ValueError(f"{self.name}: conv layer without in_shape")
+            hw = conv_out_hw(self.in_shape[1:], self.weight.shape[2:], self.stride, self.padding)
+            return (int(self.weight.shape[0]), *hw)
+        return (int(self.weight.shape[0]),)
 
     @property
     def n_in(self) -> int:
+        if self.kind == "conv":
+            return int(np.prod(self.in_shape))
         return int(self.weight.shape[1])
 
     @property
     def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def channels(self) -> int:
+        """Number of thresholds: output neurons (dense) or output channels (conv)."""
         return int(self.weight.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses into one neuron: n_in (dense), C_in * kh * kw (conv)."""
+        return int(np.prod(self.weight.shape[1:]))
+
+    def neuron_thresholds(self) -> np.ndarray:
+        """Threshold of every output neuron (n_out,), conv channels repeated over H*W."""
+        th = np.asarray(self.threshold, dtype=np.float64)
+        return np.repeat(th, self.n_out // self.channels) if self.kind == "conv" else th
+
+    def synaptic_ops(self, x: np.ndarray) -> int:
+        """Synaptic events routed for input spikes x (N, T, n_in): every input spike times
+        the number of synapses it has (dense: n_out; conv: the outputs whose window holds
+        it, so borders, stride and padding count exactly). As NeuroBench counts them:
+        the layer run on binary inputs with all-ones weights."""
+        x = np.asarray(x)
+        if self.kind != "conv":
+            return int(np.count_nonzero(x)) * self.n_out
+        ones = self.with_(weight=np.ones(self.weight.shape))
+        return int(round(float(ones.synaptic_input((x != 0).astype(np.float64)).sum())))
+
+    def synaptic_input(self, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Weighted input (N, T, n_out) of spikes x (N, T, n_in), in float64 by default:
+        exact for integer weights while sums stay below 2**53. float32 is exact only for
+        integer weights and binary inputs whose summed |weights| per neuron are < 2**24."""
+        x = np.asarray(x, dtype=dtype)
+        w = np.asarray(self.weight, dtype=dtype)
+        if self.kind != "conv":   # one 2-D GEMM (numpy would run N small ones on 3-D x)
+            n, t, f = x.shape
+            return (x.reshape(n * t, f) @ w.T).reshape(n, t, -1)
+        import torch
+        n, t = x.shape[:2]
+        xi = torch.from_numpy(np.ascontiguousarray(x).reshape(n * t, *self.in_shape))
+        y = torch.nn.functional.conv2d(xi, torch.from_numpy(w), stride=tuple(self.stride),
+                                       padding=tuple(self.padding))
+        return y.numpy().reshape(n, t, -1)
 
     @property
     def quantized(self) -> bool:

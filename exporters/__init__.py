@@ -13,4 +13,9 @@ def _run_emulator(build_dir, graph, spikes, timeout_s, progress):
     return emulator.run(graph, spikes, integer=True)
 
 
-BACKENDS = {"lava": _run_lava, "emulator": _run_emulator}
+def _run_norse(build_dir, graph, spikes, timeout_s, progress):
+    from . import norse
+    return norse.run(build_dir, graph, spikes)
+
+
+BACKENDS = {"lava": _run_lava, "emulator": _run_emulator, "norse": _run_norse}

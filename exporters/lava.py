@@ -1,9 +1,15 @@
 """Lava backend: write a lava-dl netx HDF5 network and run it in Lava's Loihi simulation.
 
 File layout: lava-dl src/lava/lib/dl/netx/hdf5.py and utils.py NetDict (see
-../shared/HARDWARE.md section 2). Each layer is `dense` with a CUBA neuron group;
-netx maps vThMant -> vth, iDecay - 1 -> du, vDecay -> dv and re-derives the weight
-exponent (optimize_weight_bits), which is lossless for even weights in [-256, 254].
+../shared/HARDWARE.md section 2). Each layer is `dense` or `conv` with a CUBA neuron
+group; netx maps vThMant -> vth, iDecay - 1 -> du, vDecay -> dv and re-derives the dense
+weight exponent (optimize_weight_bits), which is lossless for even weights in [-256, 254].
+Conv layers: `weight` (C_out, C_in, kH, kW) in torch's cross-correlation order (netx flips
+the kernel and Lava's conv flips it back before torch's conv2d), `shape` (C, H, W),
+`stride`/`padding`/`dilation` (H, W), `groups`; netx reverses all of them to Lava's
+W, H, C order. A network that starts with a conv gets an `input` layer carrying only
+the input shape (C, H, W); a dense layer after a conv is preceded by a `flatten` layer
+(netx then flattens in torch's C, H, W order). Neither adds a step of delay.
 
 Running: one Lava run for many samples. netx's LIFReset zeroes u and v of layer i at
 t % T == reset_offset + 1 + i, so with reset_offset=1 each sample starts from zero
@@ -35,11 +41,30 @@ CHUNK = 1000
 def write_netx(graph: DeployGraph, path: str | Path) -> None:
     with h5py.File(path, "w") as f:
         layers = f.create_group("layer")
-        for i, l in enumerate(graph.layers):
+        entries: list[tuple[str, object]] = []
+        prev = None
+        for l in graph.layers:
+            if l.kind == "conv" and prev is None:
+                entries.append(("input", l.in_shape))
+            if l.kind == "dense" and prev is not None and prev.kind == "conv":
+                entries.append(("flatten", None))
+            entries.append((l.kind, l))
+            prev = l
+        for i, (kind, l) in enumerate(entries):
             g = layers.create_group(str(i))
-            g.create_dataset("type", (1,), "S10", [b"dense"])
-            g.create_dataset("shape", data=np.array([l.n_out]))
+            g.create_dataset("type", (1,), "S10", [kind.encode()])
+            if kind == "input":
+                g.create_dataset("shape", data=np.array(l, dtype=np.int64))
+                continue
+            if kind == "flatten":
+                continue
+            g.create_dataset("shape", data=np.array(l.out_shape, dtype=np.int64))
             g.create_dataset("weight", data=np.asarray(l.weight, dtype=np.float32))
+            if kind == "conv":
+                g.create_dataset("stride", data=np.array(l.stride, dtype=np.int64))
+                g.create_dataset("padding", data=np.array(l.padding, dtype=np.int64))
+                g.create_dataset("dilation", data=np.array([1, 1], dtype=np.int64))
+                g.create_dataset("groups", data=1)
             nrn = g.create_group("neuron")
             nrn.create_dataset("type", (1,), "S10", [b"CUBA"])
             for key, val in (("iDecay", l.i_decay), ("vDecay", l.v_decay), ("vThMant", l.vth),
@@ -57,28 +82,33 @@ def _worker(net_path: str, in_path: str, out_path: str, steps: int) -> None:
     from lava.proc.io.source import RingBuffer as Source
     from tqdm import tqdm
 
-    spikes = np.load(in_path)["spikes"]                   # (N, T, F)
+    spikes = np.load(in_path)["spikes"]                   # (N, T, F), F in C, H, W order
     n, t_steps, f = spikes.shape
     net = netx.hdf5.Network(net_config=net_path, reset_interval=steps, reset_offset=1)
     n_layers = len(net.layers)
     total = n * t_steps + n_layers
-    chunks = -(-total // CHUNK)
-    data = np.zeros((f, chunks * CHUNK), dtype=np.int32)
-    data[:, :n * t_steps] = spikes.reshape(n * t_steps, f).T
+    chunk = min(CHUNK, total)      # a short run is one chunk of exactly the steps it needs
+    chunks = -(-total // chunk)
+    in_shape = tuple(net.inp.shape)                       # Lava order: (F,) or (W, H, C)
+    flat = spikes.reshape(n * t_steps, *in_shape[::-1])   # (steps, C, H, W)
+    data = np.zeros((*in_shape, chunks * chunk), dtype=np.int32)
+    data[..., :n * t_steps] = flat.transpose(*range(flat.ndim - 1, 0, -1), 0)
     src = Source(data=data)
     src.s_out.connect(net.inp)
     sinks = []
     for layer in net.layers:
-        sink = Sink(shape=layer.out.shape, buffer=CHUNK)
+        sink = Sink(shape=layer.out.shape, buffer=chunk)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
-    record = [np.zeros((chunks * CHUNK, s.a_in.shape[0]), dtype=bool) for s in sinks]
+    record = [np.zeros((chunks * chunk, int(np.prod(s.a_in.shape))), dtype=bool) for s in sinks]
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
-        for c in tqdm(range(chunks), desc="lava", unit=f"x{CHUNK} steps", file=sys.stderr):
-            net.run(condition=RunSteps(num_steps=CHUNK), run_cfg=cfg)
+        for c in tqdm(range(chunks), desc="lava", unit=f"x{chunk} steps", file=sys.stderr):
+            net.run(condition=RunSteps(num_steps=chunk), run_cfg=cfg)
             for rec, sink in zip(record, sinks):
-                rec[c * CHUNK:(c + 1) * CHUNK] = sink.data.get().T != 0
+                d = sink.data.get()                       # (*Lava shape, chunk)
+                d = d.transpose(d.ndim - 1, *range(d.ndim - 2, -1, -1))   # (chunk, C, H, W)
+                rec[c * chunk:(c + 1) * chunk] = d.reshape(chunk, -1) != 0
     finally:
         net.stop()
     out = {}

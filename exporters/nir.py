@@ -1,12 +1,37 @@
 """NIR export: the deployed network as a standard NIR graph (neuromorphs/NIR 1.0).
 
-Nodes: Input -> (Linear -> CubaLIF) per layer -> Output. A Loihi step of length dt
-is NIR's forward-Euler CubaLIF step (NIR docs, nir/ir/neuron.py CubaLIF):
-  I += dt/tau_syn * (-I + w_in * W x)   with tau_syn = dt / (i_decay/4096), w_in = tau_syn/dt
-  v += dt/tau_mem * (v_leak - v + r*I)  with tau_mem = dt / (v_decay/4096), r = tau_mem/dt
-so I and v follow Loihi's u and v; the threshold is 1 in folded units (weights
-W_int / vth after calibration). Loihi updates v with the new u in the same step; the
-graph metadata says so. Integer parameters ride in node metadata.
+Nodes: Input -> per layer (Linear | Conv2d) -> CubaLIF -> ... -> Output, with a Flatten
+node before a Linear that follows a Conv2d. Shapes are NIR's, without a batch dimension:
+Input (n,) or (C, H, W); Conv2d input_shape (H, W), weight (C_out, C_in, kh, kw);
+CubaLIF parameters shaped like the layer output, (n,) or (C_out, H_out, W_out).
+
+Units and discretisation. NIR's CubaLIF is the continuous-time ODE
+    tau_syn dI/dt = -I + w_in S,   tau_mem dv/dt = (v_leak - v) + r I,   spike if v > v_th.
+This toolchain discretises it with step dt (graph metadata dt_s = 2**-10 s, about 1 ms) as
+    I[t] = I[t-1] + dt/tau_syn (-I[t-1] + w_in S[t])
+    v[t] = v[t-1] + dt/tau_mem (v_leak - v[t-1] + r I[t])        (the new I, same step)
+    s[t] = v[t] > v_th;  v[t] <- v_reset where s[t]
+which is what norse.torch.from_nir runs (LIBoxCell then LIFBoxCell). With
+    tau_syn = dt / (i_decay/4096), w_in = tau_syn/dt, tau_mem = dt / (v_decay/4096),
+    r = tau_mem/dt, v_leak = v_reset = 0, v_th = 1
+I is Loihi's u and v is Loihi's v: the float version of Loihi's update. After
+calibration the graph is in integer units (Loihi's state / 64): Linear/Conv2d weights
+W_int * 2**weight_exp and v_threshold = vth; before, the float weights and thresholds.
+
+Why dt = 2**-10 s: with Loihi's power-of-two decays (e.g. 1024/4096, 512/4096) every
+exported number is then exact in binary floating point (tau_syn = 2**-8 s, 1/tau_syn =
+256, dt/tau_syn = 0.25, w_in = 4; integer weights and thresholds), so a reader that
+follows the discretisation, e.g. norse's from_nir in float64, computes exactly the
+float model: its spikes equal ours even where v equals the threshold exactly, which
+integer weights make common. (Weights in threshold units, W_int / vth with threshold 1,
+are inexact: on an MNIST-sized CNN they split such ties on 0.014 % of the first layer's
+neuron-steps. dt = 1e-3 s gives inexact 1/tau, exact enough in the cases measured, but
+2**-10 makes exactness certain for power-of-two decays.)
+
+Completeness: the integer parameters and the target's data ride in node metadata
+(CubaLIF: vth_mant, weight_int, weight_exp, weight_bits, i_decay, v_decay, layer name...;
+graph: dataset, steps, encoding, target...), so rebuild_netx() recreates model.net from
+model.nir alone, byte for byte. The importer of third-party graphs is nir_import.py.
 """
 from __future__ import annotations
 
@@ -15,42 +40,122 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from ahsar_deploy.ir import DeployGraph
+from ahsar_deploy.errors import BuildError
+from ahsar_deploy.ir import DeployGraph, Layer
 
-DT_S = 1e-3
+DT_S = 2.0 ** -10            # seconds per time step (see the module docstring)
+PRODUCER = "ahsar-deploy"
+
+
+def _neuron(l: Layer) -> nir.CubaLIF:
+    shape = l.out_shape
+    a_i, a_v = l.i_decay / 4096.0, l.v_decay / 4096.0
+    tau_syn = DT_S / a_i if a_i > 0 else np.inf
+    tau_mem = DT_S / a_v if a_v > 0 else np.inf
+    th = float(l.vth) if l.vth is not None else l.neuron_thresholds().reshape(shape)
+    meta = {"layer": l.name, "kind": l.kind, "i_decay": l.i_decay, "v_decay": l.v_decay,
+            "reset": l.reset, "regulated": int(l.regulated),
+            "train_rate": np.nan if l.train_rate is None else float(l.train_rate)}
+    if l.vth is not None:
+        meta.update({"vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
+                     "weight_int": np.asarray(l.weight, dtype=np.int32),
+                     "scale": np.nan if l.scale is None else float(l.scale)})
+    return nir.CubaLIF(
+        tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
+        r=np.full(shape, tau_mem / DT_S if a_v > 0 else 1.0), v_leak=np.zeros(shape),
+        v_threshold=np.broadcast_to(th, shape).astype(np.float64), v_reset=np.zeros(shape),
+        w_in=np.full(shape, tau_syn / DT_S if a_i > 0 else 1.0), metadata=meta)
 
 
 def to_nir(graph: DeployGraph) -> nir.NIRGraph:
-    nodes = {"input": nir.Input(input_type=np.array([graph.n_inputs]))}
+    first = graph.layers[0]
+    in_shape = first.in_shape if first.kind == "conv" else (graph.n_inputs,)
+    nodes = {"input": nir.Input(input_type=np.array(in_shape))}
     edges = []
-    prev = "input"
+    prev, prev_layer = "input", None
     for i, l in enumerate(graph.layers):
-        n = l.n_out
-        th = float(l.threshold[0]) if l.vth is None else float(l.vth)
-        w = np.asarray(l.weight, dtype=np.float64) * 2.0 ** l.weight_exp / th
-        a_i, a_v = l.i_decay / 4096.0, l.v_decay / 4096.0
-        tau_syn = DT_S / a_i if a_i > 0 else np.inf
-        tau_mem = DT_S / a_v if a_v > 0 else np.inf
-        meta = {"i_decay": l.i_decay, "v_decay": l.v_decay, "reset": l.reset,
-                "regulated": int(l.regulated)}
-        if l.vth is not None:
-            meta.update({"vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
-                         "weight_int": np.asarray(l.weight, dtype=np.int32)})
-        nodes[f"fc{i}"] = nir.Linear(weight=w.astype(np.float32), metadata={"layer": l.name})
-        nodes[f"lif{i}"] = nir.CubaLIF(
-            tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem),
-            r=np.full(n, tau_mem / DT_S if a_v > 0 else 1.0), v_leak=np.zeros(n),
-            v_threshold=np.ones(n), v_reset=np.zeros(n),
-            w_in=np.full(n, tau_syn / DT_S if a_i > 0 else 1.0), metadata=meta)
+        # integer units after calibration: W_int * 2**exp (threshold vth); else the float weights
+        scale = 2.0 ** l.weight_exp if l.vth is not None else 1.0
+        w = np.asarray(l.weight, dtype=np.float64) * scale
+        if l.kind == "conv":
+            nodes[f"fc{i}"] = nir.Conv2d(
+                input_shape=tuple(int(v) for v in l.in_shape[1:]), weight=w,
+                stride=tuple(l.stride), padding=tuple(l.padding), dilation=(1, 1), groups=1,
+                bias=np.zeros(l.channels), metadata={"layer": l.name})
+        else:
+            if prev_layer is not None and prev_layer.kind == "conv":
+                nodes[f"flatten{i}"] = nir.Flatten(input_type={"input": np.array(prev_layer.out_shape)},
+                                                   start_dim=0, end_dim=-1)
+                edges.append((prev, f"flatten{i}"))
+                prev = f"flatten{i}"
+            nodes[f"fc{i}"] = nir.Linear(weight=w, metadata={"layer": l.name})
+        nodes[f"lif{i}"] = _neuron(l)
         edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
-        prev = f"lif{i}"
-    nodes["output"] = nir.Output(output_type=np.array([graph.layers[-1].n_out]))
+        prev, prev_layer = f"lif{i}", l
+    nodes["output"] = nir.Output(output_type=np.array(graph.layers[-1].out_shape))
     edges.append((prev, "output"))
-    meta = {"dt_s": DT_S, "steps": graph.steps, "target": graph.target or "float",
-            "discretization": "loihi: u then v with the new u, spike if v > threshold, v <- 0",
-            "source_sha256": graph.source_sha256, "producer": "ahsar-deploy"}
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    meta = {"producer": PRODUCER, "dt_s": DT_S, "steps": graph.steps, "n_inputs": graph.n_inputs,
+            "dataset": graph.dataset, "encoding": graph.encoding, "method": graph.method,
+            "target": graph.target or "float", "source_sha256": graph.source_sha256,
+            "float_accuracy": np.nan if graph.float_accuracy is None else float(graph.float_accuracy),
+            "discretization": "I then v with the new I (forward Euler, Loihi order); spike if v > "
+                              "threshold; v <- v_reset",
+            "layer_order": ",".join(l.name for l in graph.layers)}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
 
 
 def write(graph: DeployGraph, path: str | Path) -> None:
     nir.write(str(path), to_nir(graph))
+
+
+def _opt(v):
+    v = float(v)
+    return None if np.isnan(v) else v
+
+
+def graph_from_build_nir(path: str | Path) -> DeployGraph:
+    """The integer DeployGraph of a model.nir written by this toolchain (metadata only)."""
+    try:
+        g = nir.read(str(path), type_check=False)
+        meta = g.metadata
+        if meta.get("producer") != PRODUCER or meta.get("target") in (None, "float"):
+            raise BuildError(f"{path}: not a calibrated model.nir written by {PRODUCER}")
+        names = str(meta["layer_order"]).split(",")
+        by_name = {n.metadata.get("layer"): (k, n) for k, n in g.nodes.items()
+                   if isinstance(n, nir.CubaLIF)}
+        syn = {n.metadata.get("layer"): n for n in g.nodes.values()
+               if isinstance(n, (nir.Linear, nir.Conv2d))}
+        layers = []
+        for name in names:
+            _, lif = by_name[name]
+            m = lif.metadata
+            s = syn[name]
+            w = np.asarray(m["weight_int"]).astype(np.int64)
+            extra = {}
+            if isinstance(s, nir.Conv2d):
+                c_in = w.shape[1]
+                extra = {"kind": "conv", "in_shape": (c_in, *(int(v) for v in s.input_shape)),
+                         "stride": tuple(int(v) for v in s.stride),
+                         "padding": tuple(int(v) for v in s.padding)}
+            layers.append(Layer(
+                name=name, weight=w, threshold=np.ones(w.shape[0]), i_decay=int(m["i_decay"]),
+                v_decay=int(m["v_decay"]), reset=str(m["reset"]), regulated=bool(m["regulated"]),
+                train_rate=_opt(m["train_rate"]), vth=int(m["vth_mant"]),
+                weight_exp=int(m["weight_exp"]), weight_bits=int(m["weight_bits"]),
+                scale=_opt(m["scale"]), **extra))
+        return DeployGraph(layers=tuple(layers), n_inputs=int(meta["n_inputs"]), steps=int(meta["steps"]),
+                           dataset=str(meta["dataset"]), encoding=str(meta["encoding"]),
+                           method=str(meta["method"]), source_sha256=str(meta["source_sha256"]),
+                           float_accuracy=_opt(meta["float_accuracy"]), target=str(meta["target"]))
+    except BuildError:
+        raise
+    except Exception as e:  # missing keys, wrong types, unreadable file
+        raise BuildError(f"{path}: cannot rebuild from this NIR file ({type(e).__name__}: {e})") from None
+
+
+def rebuild_netx(nir_path: str | Path, net_path: str | Path) -> DeployGraph:
+    """Write model.net from model.nir alone (the same bytes as the export wrote)."""
+    from . import lava
+    graph = graph_from_build_nir(nir_path)
+    lava.write_netx(graph, net_path)
+    return graph

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ahsar_deploy import checkpoint
@@ -58,3 +59,27 @@ def make_checkpoint_dict(sizes, steps=4, method="ahsar", i_decay=1024, v_decay=5
 def make_ckpt():
     """make_ckpt(sizes, **kw) -> checkpoint dict (see make_checkpoint_dict)."""
     return make_checkpoint_dict
+
+
+def _int_conv(rng, name, in_shape, c_out, kernel, stride=(1, 1), padding=(0, 0)):
+    from ahsar_deploy.ir import Layer
+    w = 2 * rng.integers(-40, 60, size=(c_out, in_shape[0], *kernel))
+    return Layer(name=name, weight=w, threshold=np.ones(c_out), i_decay=1024, v_decay=512,
+                 kind="conv", in_shape=in_shape, stride=stride, padding=padding,
+                 vth=int(rng.integers(50, 400)))
+
+
+@pytest.fixture
+def conv_graph():
+    """input (2, 7, 5) -> conv 3x3 pad 1 (3 ch) -> conv 3x3 stride 2 (4 ch) -> dense 5.
+    Non-square maps and several input channels catch any C/H/W transposition."""
+    rng = np.random.default_rng(0)
+    from ahsar_deploy.ir import DeployGraph, Layer
+    c1 = _int_conv(rng, "conv0", (2, 7, 5), 3, (3, 3), padding=(1, 1))
+    c2 = _int_conv(rng, "conv1", c1.out_shape, 4, (3, 3), stride=(2, 2))
+    d = Layer(name="fc2", weight=2 * rng.integers(-60, 80, size=(5, c2.n_out)), threshold=np.ones(5),
+              i_decay=1024, v_decay=512, vth=300)
+    return DeployGraph(layers=(c1, c2, d), n_inputs=70, steps=6, dataset="random", encoding="random",
+                       method="baseline", source_sha256="", target="loihi")
+
+

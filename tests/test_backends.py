@@ -31,9 +31,9 @@ def test_build_files(small_build, small_model):
     g = nir.read(small_build / "model.nir")
     assert {"input", "fc0", "lif0", "fc2", "lif2", "output"} <= set(g.nodes)
     graph, _ = build.load(small_build)
-    # NIR's float weights are the integer weights in threshold units
-    np.testing.assert_allclose(g.nodes["fc1"].weight, graph.layers[1].weight / graph.layers[1].vth,
-                               rtol=1e-6)
+    # NIR's weights and thresholds are in integer units (exact in float32)
+    np.testing.assert_array_equal(g.nodes["fc1"].weight, graph.layers[1].weight * 2.0 ** graph.layers[1].weight_exp)
+    np.testing.assert_array_equal(g.nodes["lif1"].v_threshold, np.full(16, graph.layers[1].vth))
     np.testing.assert_array_equal(g.nodes["lif1"].metadata["weight_int"], graph.layers[1].weight)
 
 

@@ -14,7 +14,22 @@ from .map import map_cores, map_layers
 def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
     for l in graph.layers:
         w = np.asarray(l.weight)
-        rules = [
+        w_abs_sum = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max()
+        if l.kind == "conv":
+            # Lava's conv (lava/proc/conv/utils.py) computes in float32: exact while every
+            # partial sum stays below 2**24; netx stores stride/padding as 8-bit values.
+            shape_ok = l.in_shape is not None and len(l.in_shape) == 3 and min(l.out_shape) >= 1
+            conv_rules = [
+                ("conv shape", shape_ok, f"in_shape {l.in_shape} gives output {l.out_shape if shape_ok else '?'}"),
+                ("conv weight exponent", l.weight_exp == 0, f"weight_exp={l.weight_exp}; Lava's conv has none"),
+                ("conv float32 exactness", int(w_abs_sum) < 2 ** 24,
+                 f"summed |kernel| {int(w_abs_sum)} >= 2**24 (Lava's conv sums in float32)"),
+                ("conv stride/padding", all(1 <= s <= 127 for s in l.stride) and all(0 <= p <= 127 for p in l.padding),
+                 f"stride {l.stride}, padding {l.padding}, limit 1..127 / 0..127"),
+            ]
+        else:
+            conv_rules = []
+        rules = conv_rules + [
             ("quantized", l.vth is not None, "calibrate before check"),
             ("vth range", l.vth is not None and 1 <= l.vth <= target.vth_max,
              f"vth={l.vth}, limit 1..{target.vth_max}"),
@@ -26,7 +41,7 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             ("voltage decay", 0 <= l.v_decay < target.decay_unity,
              f"v_decay={l.v_decay}, limit 0..{target.decay_unity - 1} (12-bit dv)"),
             # worst case synaptic input must not overflow int32 after the << 6 shift
-            ("input range", int(np.abs(w).sum(axis=1).max()) << target.act_shift < 2 ** 31,
+            ("input range", int(w_abs_sum) << target.act_shift < 2 ** 31,
              "summed |weights| << 6 overflows int32"),
         ]
         for rule, ok, detail in rules:

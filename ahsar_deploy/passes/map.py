@@ -8,6 +8,9 @@ core for a layer = the smallest of
                  the target's weight width (synapse-encoding overhead not modelled);
 - fan-out:       fan_out_per_core // (cores of the next layer): every neuron sends one
                  edge to each core of the next layer, the last layer one to the output.
+A conv layer is mapped like a dense one whose neurons each have C_in * kh * kw synapses
+(stored per neuron: Loihi's shared-weight encodings are not modelled) and as many axons,
+a lower bound: the union of the receptive fields of a core's neurons is not modelled.
 A limit of None is unpublished and not checked. Fan-in above a core's axons, one
 neuron's synapses above a core's memory, too little fan-out for one neuron, or more
 cores than the chip has: TargetError naming the layer, rule, value and limit.
@@ -38,14 +41,15 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
     out: list[LayerMap] = []
     dest_cores = 1                              # the last layer sends to the output
     for l in reversed(graph.layers):
-        if l.kind != "dense":
-            raise UnsupportedLayerError(f"map: {l.name} is a {l.kind} layer; mapping supports dense layers only")
-        if target.fan_in_axons_per_core is not None and l.n_in > target.fan_in_axons_per_core:
-            _fail(target, l.name, "fan-in", f"{l.n_in} inputs, limit {target.fan_in_axons_per_core} "
+        if l.kind not in ("dense", "conv"):
+            raise UnsupportedLayerError(f"map: {l.name} is a {l.kind} layer; mapping supports dense and conv")
+        n_in = l.fan_in if l.kind == "conv" else l.n_in      # synapses (and axons) per neuron
+        if target.fan_in_axons_per_core is not None and n_in > target.fan_in_axons_per_core:
+            _fail(target, l.name, "fan-in", f"{n_in} inputs, limit {target.fan_in_axons_per_core} "
                   "axons per core (split the layer or reduce its inputs)")
         limits = {"neurons": target.neurons_per_core}
         if target.synapse_bytes_per_core is not None:
-            bits = l.n_in * target.weight_bits
+            bits = n_in * target.weight_bits
             limits["synapse memory"] = target.synapse_bytes_per_core * 8 // bits
             if limits["synapse memory"] < 1:
                 _fail(target, l.name, "synapse memory", f"{math.ceil(bits / 8)} bytes for one neuron, "
@@ -61,7 +65,7 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
         per_core = min(*limits.values(), l.n_out)
         cores = math.ceil(l.n_out / per_core)
         out.append(LayerMap(l.name, cores, per_core, limited_by,
-                            math.ceil(per_core * l.n_in * target.weight_bits / 8)))
+                            math.ceil(per_core * n_in * target.weight_bits / 8)))
         dest_cores = cores
     out.reverse()
     total = sum(m.cores for m in out)

@@ -46,7 +46,9 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
     x: (N, T, F) input spikes, y: (N,) labels. Returns a folded float graph.
     """
     if any(l.kind != "dense" for l in folded.layers):
-        log.warning("qat: only dense layers are fine-tuned; convolutions keep their weights")
+        # the fake-quant loop below builds nn.Linear for every layer; a conv layer would crash it
+        log.warning("qat: networks with convolutions are not fine-tuned yet; weights kept as calibrated")
+        return folded
     rng = np.random.default_rng(seed)     # batch order; weights are copied, not drawn
     mods = []
     for lf, lq in zip(folded.layers, quantized.layers):

@@ -1,0 +1,442 @@
+"""NIR import: a .nir graph written by any library -> float DeployGraph (untrusted input).
+
+Accepted: one chain Input -> [SumPool2d | AvgPool2d]* [Flatten] (Affine | Linear | Conv2d)
+-> (CubaLIF | LIF | IF) -> ... -> Output. Pooling (kernel k x k, stride k, no padding) on
+spikes is fused into the following synapse (ahsar_deploy/passes/fuse.py); Flatten is
+C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
+toolchain deploy, is rejected with a one-line error naming the node, the field and why.
+
+Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt, default 1 ms;
+a graph written by ahsar-deploy carries its own dt_s), forward Euler, current first:
+    CubaLIF  I[t] = I + dt/tau_syn (-I + w_in W x[t]);  v[t] = v + dt/tau_mem (v_leak - v + r I[t])
+    LIF      v[t] = v + dt/tau (v_leak - v + r W x[t])
+    IF       v[t] = v + r W x[t]                       (one step, as sinabs' IAF)
+    spike s = v > v_threshold, then v <- v_reset.
+This is Loihi's CUBA update with
+    i_decay = round(4096 dt/tau_syn) (CubaLIF; 4096 for LIF and IF),
+    v_decay = round(4096 dt/tau_mem) (CubaLIF, LIF; 0 for IF),
+    weights of neuron i scaled by g_i = (dt/tau_mem) r_i (dt/tau_syn) w_in_i (CubaLIF),
+    (dt/tau) r_i (LIF), r_i (IF); thresholds v_threshold, folded later.
+The decays are the only rounding (to 1/4096); the import report gives each layer's
+exact and rounded decay. Rejected: tau < dt (forward Euler is unstable at this dt),
+tau = inf for CubaLIF/LIF (the neuron gets no input in this ODE), non-zero v_leak,
+v_reset or bias (no bias on this path), time constants that differ within a layer
+(one decay per layer here), r or w_in <= 0, thresholds <= 0, per-pixel parameters of a
+conv layer that differ within a channel.
+
+norse 1.1 to_nir writes tau as dt / tau_inv (= dt * tau) instead of 1 / tau_inv
+(../shared/ENV.md); tau_convention="norse" reads tau as tau_written / dt. Such a graph
+is otherwise rejected because its tau (1e-5 s) is below dt. A leading batch dimension of
+1 in the Input type (norse with a batched sample) is dropped.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ahsar_deploy.errors import DeployError, ModelFileError, UnsupportedLayerError
+from ahsar_deploy.ir import DeployGraph, Layer, conv_out_hw
+from ahsar_deploy.passes.fuse import fuse_pool
+
+MAX_NODES = 1000
+MAX_ELEMENTS = 1 << 26          # per file, all datasets together (float64: 512 MiB)
+TAU_CONVENTIONS = ("seconds", "norse")
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "SumPool2d",
+             "AvgPool2d", "CubaLIF", "LIF", "IF")
+WHY = {
+    "LI": "a leaky integrator emits no spikes; Loihi layers spike: end with a LIF/CubaLIF layer "
+          "and read out spike counts",
+    "CubaLI": "a leaky integrator emits no spikes; Loihi layers spike: end with a LIF/CubaLIF layer",
+    "I": "an integrator emits no spikes; only spiking neurons (CubaLIF, LIF, IF) deploy",
+    "Threshold": "a stateless threshold has no Loihi neuron; use IF or LIF",
+    "Scale": "a scale between layers is not deployed; multiply it into the weights before export",
+    "Delay": "synaptic delays are not deployed by this toolchain",
+    "Conv1d": "only 2-d convolutions deploy; write a Conv2d with a height of 1",
+    "NIRGraph": "a nested graph (e.g. a recurrent layer) is not deployed: no recurrent connections",
+}
+NEURONS = ("CubaLIF", "LIF", "IF")
+
+
+def _name(node) -> str:
+    return type(node).__name__
+
+
+def _numbers(where: str, field: str, v, allow_inf: bool = False) -> np.ndarray:
+    if v is None:
+        raise ModelFileError(f"{where}: field {field!r} is missing")
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    try:
+        a = np.asarray(v)
+    except Exception:
+        raise ModelFileError(f"{where}: field {field!r} is not an array of numbers") from None
+    if a.dtype.kind not in "biuf":
+        raise ModelFileError(f"{where}: field {field!r} has dtype {a.dtype}, expected numbers")
+    a = a.astype(np.float64)
+    if np.isnan(a).any():
+        raise ModelFileError(f"{where}: field {field!r} contains NaN")
+    if not allow_inf and np.isinf(a).any():
+        raise ModelFileError(f"{where}: field {field!r} contains Inf")
+    return a
+
+
+def _ints(where: str, field: str, v, n: int, lo: int) -> tuple[int, ...]:
+    a = _numbers(where, field, v)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,) or np.any(a != np.round(a)) or np.any(a < lo) or np.any(a > 1 << 16):
+        raise ModelFileError(f"{where}: field {field!r}={a.tolist()} must be {n} integers >= {lo}")
+    return tuple(int(x) for x in a)
+
+
+def _shape(where: str, field: str, v) -> tuple[int, ...]:
+    a = _numbers(where, field, v)
+    if a.ndim != 1 or a.size == 0 or np.any(a != np.round(a)) or np.any(a < 1) or np.any(a > 1 << 20):
+        raise ModelFileError(f"{where}: field {field!r}={np.asarray(v).tolist()} is not a shape of positive integers")
+    return tuple(int(x) for x in a)
+
+
+def _per_neuron(where: str, field: str, v, out_shape: tuple[int, ...], kind: str,
+                allow_inf: bool = False) -> np.ndarray:
+    """A neuron parameter as an array of out_shape (scalar, per channel for conv, or full)."""
+    a = _numbers(where, field, v, allow_inf)
+    n = int(np.prod(out_shape))
+    if a.size == 1:
+        return np.full(out_shape, float(a.reshape(-1)[0]))
+    if a.size == n:
+        return a.reshape(out_shape)
+    if kind == "conv" and a.size == out_shape[0]:
+        return np.broadcast_to(a.reshape(-1, 1, 1), out_shape).copy()
+    raise ModelFileError(f"{where}: field {field!r} has shape {a.shape}, expected a scalar, "
+                         f"{out_shape}" + (f" or ({out_shape[0]},)" if kind == "conv" else ""))
+
+
+def _per_channel(where: str, field: str, a: np.ndarray, kind: str) -> np.ndarray:
+    """(n,) for dense, (C,) for conv; a conv parameter must be constant within a channel."""
+    if kind != "conv":
+        return a.reshape(-1)
+    flat = a.reshape(a.shape[0], -1)
+    if np.any(flat != flat[:, :1]):
+        raise UnsupportedLayerError(f"{where}: field {field!r} differs within an output channel; "
+                                    "a conv layer takes one value per channel")
+    return flat[:, 0].copy()
+
+
+def _prescan(path: Path) -> None:
+    """Refuse oversized files before anything is decoded (a .nir is untrusted)."""
+    count = {"nodes": 0, "elements": 0}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            count["elements"] += int(obj.size)
+            if count["elements"] > MAX_ELEMENTS:
+                raise ModelFileError(f"{path}: more than {MAX_ELEMENTS} numbers in the file; refusing")
+        elif name.count("/") == 2 and name.startswith("node/nodes/"):
+            count["nodes"] += 1
+            if count["nodes"] > MAX_NODES:
+                raise ModelFileError(f"{path}: more than {MAX_NODES} nodes; refusing")
+
+    with h5py.File(path, "r") as f:
+        if "node" not in f:
+            raise ModelFileError(f"{path}: not a NIR file (no 'node' group)")
+        f.visititems(visit)
+
+
+def read(path: str | Path):
+    """Read a .nir file as untrusted input; every failure is a one-line ModelFileError."""
+    import nir
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such NIR file")
+    try:
+        _prescan(path)
+        return nir.read(str(path), type_check=False)
+    except ModelFileError:
+        raise
+    except Exception as e:  # h5py / nir raise many types on corrupt or foreign files
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ModelFileError(f"{path}: not a readable NIR file ({type(e).__name__}: {msg})") from None
+
+
+def _chain(graph, where: str) -> list[str]:
+    import nir
+    nodes = graph.nodes
+    if not isinstance(nodes, dict) or not nodes:
+        raise ModelFileError(f"{where}: graph has no nodes")
+    edges = []
+    for e in graph.edges:
+        if not (isinstance(e, (tuple, list)) and len(e) == 2 and all(isinstance(x, str) for x in e)):
+            raise ModelFileError(f"{where}: edge {e!r} is not a pair of node names")
+        for x in e:
+            if x not in nodes:
+                raise ModelFileError(f"{where}: edge {tuple(e)} names unknown node {x!r}")
+        edges.append(tuple(e))
+    for k, n in nodes.items():
+        kind = _name(n)
+        if kind not in SUPPORTED:
+            why = WHY.get(kind, f"not supported; supported nodes: {', '.join(SUPPORTED)}")
+            raise UnsupportedLayerError(f"{where}: node {k!r} ({kind}): {why}")
+    ins = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
+    outs = [k for k, n in nodes.items() if isinstance(n, nir.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise UnsupportedLayerError(f"{where}: {len(ins)} Input and {len(outs)} Output nodes; "
+                                    "exactly one of each deploys")
+    succ: dict[str, list[str]] = {k: [] for k in nodes}
+    pred: dict[str, list[str]] = {k: [] for k in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+        pred[b].append(a)
+    for k in nodes:
+        if len(succ[k]) > 1 or len(pred[k]) > 1:
+            raise UnsupportedLayerError(
+                f"{where}: node {k!r} has {len(pred[k])} inputs and {len(succ[k])} outputs; only a "
+                "chain deploys (no branches, skip connections or recurrence)")
+    order, k = [ins[0]], ins[0]
+    while k != outs[0]:
+        if not succ[k]:
+            raise UnsupportedLayerError(f"{where}: node {k!r} leads nowhere (no path to the Output)")
+        k = succ[k][0]
+        if k in order:
+            raise UnsupportedLayerError(f"{where}: node {k!r} closes a cycle; recurrence does not deploy")
+        order.append(k)
+    left = sorted(set(nodes) - set(order))
+    if left:
+        raise UnsupportedLayerError(f"{where}: node(s) {', '.join(map(repr, left))} not on the path "
+                                    "from Input to Output")
+    return order
+
+
+def _pool_kernel(node, where: str, shape) -> int:
+    if len(shape) != 3:
+        raise UnsupportedLayerError(f"{where}: pooling needs a (C, H, W) input, got {shape}")
+    k = _ints(where, "kernel_size", node.kernel_size, 2, 1)
+    s = _ints(where, "stride", node.stride if node.stride is not None else node.kernel_size, 2, 1)
+    p = _ints(where, "padding", node.padding if node.padding is not None else 0, 2, 0)
+    if k[0] != k[1] or s != k or p != (0, 0):
+        raise UnsupportedLayerError(f"{where}: pooling kernel {k}, stride {s}, padding {p}; only square "
+                                    "kernels with stride = kernel and no padding fuse into the next layer")
+    if shape[1] < k[0] or shape[2] < k[0]:
+        raise ModelFileError(f"{where}: pooling kernel {k[0]} larger than its input {shape}")
+    return k[0]
+
+
+def _conv(node, where: str, shape) -> tuple[np.ndarray, tuple, tuple]:
+    if len(shape) != 3:
+        raise UnsupportedLayerError(f"{where}: Conv2d needs a (C, H, W) input, got {shape}")
+    w = _numbers(where, "weight", node.weight)
+    if w.ndim != 4 or w.shape[1] != shape[0] or min(w.shape) < 1:
+        raise ModelFileError(f"{where}: field 'weight' has shape {w.shape}, expected (C_out, {shape[0]}, kh, kw)")
+    if _ints(where, "groups", node.groups, 1, 1) != (1,):
+        raise UnsupportedLayerError(f"{where}: groups={node.groups}; only groups=1 deploys")
+    if _ints(where, "dilation", node.dilation, 2, 1) != (1, 1):
+        raise UnsupportedLayerError(f"{where}: dilation={node.dilation}; only dilation 1 deploys")
+    stride = _ints(where, "stride", node.stride, 2, 1)
+    pad = node.padding
+    if isinstance(pad, (str, bytes)):
+        pad = pad.decode() if isinstance(pad, bytes) else pad
+        if pad == "valid":
+            padding = (0, 0)
+        elif pad == "same" and stride == (1, 1) and w.shape[2] % 2 and w.shape[3] % 2:
+            padding = (w.shape[2] // 2, w.shape[3] // 2)
+        else:
+            raise UnsupportedLayerError(f"{where}: padding {pad!r} with kernel {w.shape[2:]} and stride "
+                                        f"{stride}; use integer padding")
+    else:
+        padding = _ints(where, "padding", pad, 2, 0)
+    if node.input_shape is not None:
+        hw = _ints(where, "input_shape", node.input_shape, 2, 1)
+        if hw != tuple(shape[1:]):
+            raise ModelFileError(f"{where}: field 'input_shape'={hw} but its input is {shape}")
+    bias = node.bias
+    if bias is not None and np.any(_numbers(where, "bias", bias) != 0):
+        raise UnsupportedLayerError(f"{where}: non-zero bias; biases are not deployed on this path")
+    out_hw = conv_out_hw(shape[1:], w.shape[2:], stride, padding)
+    if min(out_hw) < 1:
+        raise ModelFileError(f"{where}: kernel {w.shape[2:]} larger than its padded input {shape}")
+    return w, stride, padding
+
+
+def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str) -> dict:
+    """Decays, per-neuron gain and thresholds of a NIR neuron (see the module docstring)."""
+    ntype = _name(node)
+    p = lambda f, inf=False: _per_neuron(where, f, getattr(node, f), out_shape, kind, inf)  # noqa: E731
+    r = p("r")
+    th = p("v_threshold")
+    v_reset = node.v_reset if getattr(node, "v_reset", None) is not None else 0.0
+    if np.any(_per_neuron(where, "v_reset", v_reset, out_shape, kind) != 0):
+        raise UnsupportedLayerError(f"{where}: v_reset != 0; Loihi resets v to 0")
+    if ntype != "IF" and np.any(p("v_leak") != 0):
+        raise UnsupportedLayerError(f"{where}: v_leak != 0 acts as a bias; biases are not deployed")
+    if np.any(r <= 0):
+        raise UnsupportedLayerError(f"{where}: field 'r' must be > 0")
+    if np.any(th <= 0):
+        raise UnsupportedLayerError(f"{where}: field 'v_threshold' must be > 0")
+
+    def decay(field: str) -> tuple[float, int]:
+        tau = p(field, inf=True)
+        if np.any(tau <= 0):
+            raise ModelFileError(f"{where}: field {field!r} must be > 0 s")
+        if tau_conv == "norse":
+            tau = tau / dt
+        if np.any(np.isinf(tau)):
+            raise UnsupportedLayerError(f"{where}: {field}=inf: in NIR's ODE this neuron receives no input")
+        a = dt / tau
+        if np.any(a > 1 + 1e-9):
+            raise UnsupportedLayerError(
+                f"{where}: {field}={float(tau.min()):.3g} s < dt={dt:g} s: forward Euler at this dt "
+                "overshoots; pass a smaller --dt (graphs from norse 1.1 to_nir: --nir-tau norse)")
+        d = np.rint(4096 * a).astype(np.int64)
+        if np.any(d != d.reshape(-1)[0]):
+            raise UnsupportedLayerError(f"{where}: {field} differs across neurons (decays "
+                                        f"{sorted(set(d.reshape(-1).tolist()))[:4]}...); one decay per layer deploys")
+        return float(a.reshape(-1)[0]), int(max(d.reshape(-1)[0], 1))
+
+    info = {"node_type": ntype}
+    if ntype == "CubaLIF":
+        a_i, i_decay = decay("tau_syn")
+        a_v, v_decay = decay("tau_mem")
+        w_in = p("w_in")
+        if np.any(w_in <= 0):
+            raise UnsupportedLayerError(f"{where}: field 'w_in' must be > 0")
+        gain = a_v * r * a_i * w_in
+        info.update(a_i=a_i, a_v=a_v)
+    elif ntype == "LIF":
+        a_v, v_decay = decay("tau")
+        i_decay, gain = 4096, a_v * r
+        info.update(a_v=a_v)
+    else:  # IF
+        i_decay, v_decay, gain = 4096, 0, r
+    info.update(i_decay=i_decay, v_decay=v_decay,
+                gain=_per_channel(where, "r/w_in/tau", gain, kind),
+                threshold=_per_channel(where, "v_threshold", th, kind))
+    return info
+
+
+def from_graph(graph, *, dataset: str, steps: int, dt_s: float = 1e-3, tau_convention: str = "seconds",
+               where: str = "nir", source_sha256: str = "") -> DeployGraph:
+    """A nir.NIRGraph -> float DeployGraph (thresholds as in the graph, pooling fused).
+    Anything malformed that the checks below do not name is still a one-line error."""
+    try:
+        return _from_graph(graph, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
+                           where=where, source_sha256=source_sha256)
+    except DeployError:
+        raise
+    except Exception as e:  # a field of an unexpected type or structure
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ModelFileError(f"{where}: malformed NIR graph ({type(e).__name__}: {msg})") from None
+
+
+def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sha256) -> DeployGraph:
+    import nir
+    if tau_convention not in TAU_CONVENTIONS:
+        raise ModelFileError(f"tau convention {tau_convention!r}: choose one of {', '.join(TAU_CONVENTIONS)}")
+    if not (isinstance(dt_s, (int, float)) and np.isfinite(dt_s) and 0 < dt_s <= 1):
+        raise ModelFileError(f"dt {dt_s!r} s must be in (0, 1]")
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 100000:
+        raise ModelFileError(f"steps {steps!r} must be an integer in 1..100000")
+    if not isinstance(graph, nir.NIRGraph):
+        raise ModelFileError(f"{where}: top-level node is {_name(graph)}, not a NIRGraph")
+    order = _chain(graph, where)
+    nodes = graph.nodes
+    inp = nodes[order[0]]
+    shape = _shape(f"{where}: node {order[0]!r} (Input)", "input_type", inp.input_type.get("input"))
+    if len(shape) in (2, 4) and shape[0] == 1:
+        shape = shape[1:]          # a batch dimension of 1 (norse to_nir with a batched sample)
+    if len(shape) not in (1, 3):
+        raise UnsupportedLayerError(f"{where}: input shape {shape}; (n,) or (C, H, W) deploy")
+    in_shape = shape
+    layers, pools, syn, report = [], [], None, []
+    for k in order[1:]:
+        node = nodes[k]
+        nt = _name(node)
+        at = f"{where}: node {k!r} ({nt})"
+        if nt in ("SumPool2d", "AvgPool2d"):
+            if syn is not None:
+                raise UnsupportedLayerError(f"{at}: pooling between a synapse and its neurons (pooling "
+                                            "currents) does not deploy; pool the spikes after the neurons")
+            kk = _pool_kernel(node, at, shape)
+            pools.append((shape, kk, "sum" if nt == "SumPool2d" else "avg"))
+            shape = (shape[0], shape[1] // kk, shape[2] // kk)
+        elif nt == "Flatten":
+            if syn is not None:
+                raise UnsupportedLayerError(f"{at}: Flatten between a synapse and its neurons does not deploy")
+            end = _ints(at, "end_dim", node.end_dim, 1, -1)[0] if node.end_dim is not None else -1
+            start = _ints(at, "start_dim", node.start_dim, 1, 0)[0] if node.start_dim is not None else 0
+            if start not in (0, 1) or end not in (-1, len(shape) - 1, len(shape)):
+                raise UnsupportedLayerError(f"{at}: start_dim={start}, end_dim={end}; only a full flatten "
+                                            "(C, H, W) -> C*H*W deploys")
+            shape = (int(np.prod(shape)),)
+        elif nt in ("Affine", "Linear", "Conv2d"):
+            if syn is not None:
+                raise UnsupportedLayerError(f"{at}: two synapse nodes in a row; fold them into one first")
+            if nt == "Conv2d":
+                w, stride, padding = _conv(node, at, shape)
+                syn = {"kind": "conv", "weight": w, "stride": stride, "padding": padding,
+                       "in_shape": shape, "name": str(k), "pools": pools}
+                shape = (w.shape[0], *conv_out_hw(shape[1:], w.shape[2:], stride, padding))
+            else:
+                w = _numbers(at, "weight", node.weight)
+                n_in = int(np.prod(shape))
+                if w.ndim != 2 or w.shape[1] != n_in or w.shape[0] < 1:
+                    raise ModelFileError(f"{at}: field 'weight' has shape {w.shape}, expected (n_out, {n_in})")
+                if nt == "Affine" and node.bias is not None and np.any(_numbers(at, "bias", node.bias) != 0):
+                    raise UnsupportedLayerError(f"{at}: non-zero bias; biases are not deployed on this path")
+                syn = {"kind": "dense", "weight": w, "name": str(k), "pools": pools}
+                shape = (w.shape[0],)
+            pools = []
+        elif nt in NEURONS:
+            if syn is None:
+                raise UnsupportedLayerError(f"{at}: a neuron without a synapse node before it does not deploy")
+            nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), tau_convention)
+            g = nrn["gain"].reshape((-1,) + (1,) * (syn["weight"].ndim - 1))
+            kw = ({"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
+                   "padding": syn["padding"]} if syn["kind"] == "conv" else {})
+            layer = Layer(name=syn["name"], weight=syn["weight"] * g, threshold=nrn["threshold"],
+                          i_decay=nrn["i_decay"], v_decay=nrn["v_decay"], **kw)
+            for pshape, kk, mode in reversed(syn["pools"]):
+                layer = fuse_pool(layer, pshape, kk, mode)
+            layers.append(layer)
+            report.append({"layer": layer.name, "neuron_node": str(k), "neuron": nrn["node_type"],
+                           "i_decay": nrn["i_decay"], "v_decay": nrn["v_decay"],
+                           "dt_over_tau_syn": nrn.get("a_i"), "dt_over_tau_mem": nrn.get("a_v"),
+                           "pools_fused": [[kk, mode] for _, kk, mode in syn["pools"]]})
+            syn = None
+        elif nt == "Output":
+            if syn is not None or pools:
+                raise UnsupportedLayerError(f"{at}: the Output must follow spiking neurons (found a "
+                                            "synapse or pooling without neurons before it)")
+        else:  # Input in the middle cannot happen (one Input, chain from it)
+            raise UnsupportedLayerError(f"{at}: unexpected here")
+    if not layers:
+        raise UnsupportedLayerError(f"{where}: no synapse -> neuron layer to deploy")
+    first = layers[0]
+    if first.kind == "dense" and len(in_shape) == 3 and first.n_in != int(np.prod(in_shape)):
+        raise ModelFileError(f"{where}: first layer takes {first.n_in} inputs, Input is {in_shape}")
+    return DeployGraph(layers=tuple(layers), n_inputs=int(np.prod(in_shape)), steps=int(steps),
+                       dataset=str(dataset), encoding="rate", method="nir-import",
+                       source_sha256=source_sha256,
+                       notes={"import": {"format": "nir", "dt_s": float(dt_s), "tau_convention": tau_convention,
+                                         "input_shape": list(in_shape), "layers": report}})
+
+
+def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = None,
+             dt_s: float | None = None, tau_convention: str = "seconds") -> DeployGraph:
+    """Import stage for a .nir file. dataset/steps/dt default to the graph's metadata when
+    it was written by ahsar-deploy; otherwise dataset and steps must be given."""
+    from ahsar_deploy.checkpoint import sha256
+    g = read(path)
+    meta = g.metadata if isinstance(g.metadata, dict) else {}
+    ours = meta.get("producer") == "ahsar-deploy"
+    if dataset is None and ours:
+        dataset = str(meta.get("dataset"))
+    if steps is None and ours:
+        steps = int(meta.get("steps"))
+    if dt_s is None:
+        dt_s = float(meta["dt_s"]) if ours and "dt_s" in meta else 1e-3
+    if dataset is None or steps is None:
+        raise ModelFileError(f"{path}: a NIR graph carries no dataset or time steps; pass --data and --steps "
+                             "for calibration")
+    return from_graph(g, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
+                      where=str(path), source_sha256=sha256(path))
