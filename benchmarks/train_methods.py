@@ -121,8 +121,8 @@ def summarise(results: list[dict]) -> tuple[str, list[dict]]:
                      "curve": np.mean([r["val_curve"] for r in rs], axis=0).tolist()})
     by_key = {key(r["config"]): r for r in rows}
     lines = ["| data | group | method | seeds | test acc % (mean ± sd) | noisy acc % | "
-             f"epochs to target | hidden rates | in [{BAND[0]}, {BAND[1]}] | dead % | AHSAR helps? | s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"epochs to target | hidden rates | in [{BAND[0]}, {BAND[1]}] | dead % | AHSAR helps? |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r["config"]
         verdict = ""
@@ -139,7 +139,7 @@ def summarise(results: list[dict]) -> tuple[str, list[dict]]:
         lines.append(f"| {c['data']} | {c['group']} | {r['label']} | {r['n']} | "
                      f"{r['acc']:.2f} ± {r['acc_sd']:.2f} | {r['noisy']:.2f} | {reach} | "
                      + " ".join(f"{x:.3f}" for x in r["rates"][:-1])
-                     + f" | {'yes' if r['in_band'] else 'no'} | {r['dead']:.1f} | {verdict} | {r['secs']:.0f} |")
+                     + f" | {'yes' if r['in_band'] else 'no'} | {r['dead']:.1f} | {verdict} |")
     return "\n".join(lines) + "\n", rows
 
 
@@ -150,16 +150,15 @@ def plot(rows: list[dict], path: Path) -> None:
     datas = sorted({r["config"]["data"] for r in rows})
     fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4.2), squeeze=False)
     for ax, d in zip(axes[0], datas):
-        for r in rows:
-            c = r["config"]
-            if c["data"] != d or c["group"] == "full":
-                continue
-            style = "-" if "ahsar" in c["method"] else "--"
+        mine = [r for r in rows if r["config"]["data"] == d and r["config"]["group"] != "full"]
+        colours = plt.get_cmap("tab20").colors
+        for i, r in enumerate(mine):
+            style = "-" if "ahsar" in r["config"]["method"] else "--"   # dashed: without AHSAR
             ax.plot(range(1, len(r["curve"]) + 1), [100 * v for v in r["curve"]], style,
-                    marker="o", ms=3, label=r["label"])
+                    marker="o", ms=3, color=colours[i % len(colours)], label=r["label"])
         ax.axhline(100 * TARGET[d], color="grey", lw=0.8)
         ax.set(title=f"{d}: validation accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
