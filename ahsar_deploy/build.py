@@ -32,6 +32,7 @@ from .passes.fold import fold
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+VAL_SAMPLES = 2000   # validation samples behind the export's accuracy report and choices
 
 
 def _layer_manifest(l: Layer) -> dict:
@@ -135,11 +136,13 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         cal_source = {"split": f"file[:{len(x_cal)}]",
                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
     qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
-    val = data.encode(ds.val.x, graph.steps, graph.encoding)
+    # the first VAL_SAMPLES of the validation split decide QAT and refit (and are reported)
+    val_x, val_y = ds.val.x[:VAL_SAMPLES], ds.val.y[:VAL_SAMPLES]
+    val = data.encode(val_x, graph.steps, graph.encoding)
 
     def acc_of(g: DeployGraph, integer: bool) -> float:
         out_ = emulator.run(g, val, integer=integer)[-1]
-        return float(np.mean(out_.sum(axis=1).argmax(axis=1) == ds.val.y))
+        return float(np.mean(out_.sum(axis=1).argmax(axis=1) == val_y))
 
     acc = {"float": acc_of(graph, False), "folded": acc_of(folded, False),
            "quantized": acc_of(qgraph, True), "qat": None, "refit": None}
@@ -159,7 +162,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if refit and len(folded.layers) > 1:
         from .passes.refit import refit_readout
         refolded = refit_readout(folded, qgraph, x_cal)
-        q3, r3 = calibrate(refolded, x_cal, target)
+        q3, r3 = calibrate(refolded, x_cal, target,     # only the readout changed
+                           scales=[l.scale for l in qgraph.layers[:-1]] + [None])
         acc["refit"] = acc_of(q3, True)
         if acc["refit"] >= best_acc:
             folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
@@ -184,7 +188,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if "import" in graph.notes:
         manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(x_cal), **cal_source,
-                   "validation_samples": len(ds.val.y), "tolerance_pp": tolerance_pp,
+                   "validation_samples": len(val_y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
     tmp = None
     try:

@@ -278,6 +278,40 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
     return model
 
 
+def model_layers(model: SNN, rates: list | None = None) -> list[Layer]:
+    """The model's spiking layers as IR layers (float, thresholds as trained). Pooling is
+    no IR layer: each pooling is fused into the layer after it (passes/fuse.py), exactly."""
+    from .passes.fuse import fuse_pool
+    rates = rates or [None] * len(model.layers)
+    n_layers = len(model.layers)
+    thresholds = model.thresholds()
+    layers, shape, pools = [], tuple(model.input_shape), []
+    for step in model._plan:
+        if step[0] == "pool":
+            pools.append((shape, step[2], "sum" if step[1] == "sum_pool" else "avg"))
+            shape = (shape[0], shape[1] // step[2], shape[2] // step[2])
+        elif step[0] == "flatten":
+            shape = (math.prod(shape),)
+        else:
+            l = step[1]
+            m = model.layers[l]
+            conv = dict(kind="conv", in_shape=tuple(shape), stride=tuple(m.syn.stride),
+                        padding=tuple(m.syn.padding)) if m.is_conv else {}
+            rate = rates[l]
+            layer = Layer(
+                name=f"layer{l}", weight=m.syn.weight.detach().double().numpy().copy(),
+                threshold=thresholds[l].numpy().copy(), i_decay=m.i_decay, v_decay=m.v_decay,
+                regulated=model.regulator is not None and l < n_layers - 1,
+                train_rate=float(rate) if isinstance(rate, (int, float)) and math.isfinite(rate) else None,
+                **conv)
+            shape = layer.out_shape
+            for pshape, k, mode in reversed(pools):
+                layer = fuse_pool(layer, pshape, k, mode)
+            pools = []
+            layers.append(layer)
+    return layers
+
+
 def to_graph(path: str | Path) -> DeployGraph:
     """Import stage: checkpoint file -> float DeployGraph with thresholds as trained."""
     ckpt = load(path)
@@ -296,18 +330,7 @@ def to_graph(path: str | Path) -> DeployGraph:
                              f"the first layer's {model.sizes[0]} inputs")
     rates = ckpt.get("test_rates")
     rates = rates if isinstance(rates, list) and len(rates) == len(model.layers) else [None] * len(model.layers)
-    layers = []
-    n_layers = len(model.layers)
-    if any(layer.is_conv for layer in model.layers):
-        raise UnsupportedLayerError(f"{path}: convolutional layers do not deploy in this version")
-    for l, (layer, th) in enumerate(zip(model.layers, model.thresholds())):
-        layers.append(Layer(
-            name=f"layer{l}",
-            weight=layer.syn.weight.detach().double().numpy().copy(),
-            threshold=th.detach().double().numpy().copy(),
-            i_decay=layer.i_decay, v_decay=layer.v_decay,
-            regulated=model.regulator is not None and l < n_layers - 1,
-            train_rate=float(rates[l]) if isinstance(rates[l], (int, float)) and math.isfinite(rates[l]) else None))
+    layers = model_layers(model, rates)
     acc = ckpt.get("test_accuracy")
     return DeployGraph(
         layers=tuple(layers), n_inputs=model.sizes[0], steps=steps,

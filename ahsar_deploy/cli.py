@@ -40,6 +40,8 @@ def cmd_train(a) -> dict:
     from .errors import DeployError
     from .train import ahsar_config, train
     try:
+        if a.hidden is None:
+            a.hidden = "128,64" if a.arch == "mlp" else ""
         hidden = tuple(int(h) for h in a.hidden.split(",") if h)
         channels = tuple(int(c) for c in a.channels.split(",") if c)
     except ValueError:
@@ -259,8 +261,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="ahsar", choices=METHODS,
                    help="threshold method; '+ahsar' adds the AHSAR regulator")
     p.add_argument("--arch", default="mlp", choices=ARCHS)
-    p.add_argument("--hidden", default="128,64",
-                   help="hidden dense layer sizes, comma separated (cnn: after the convolutions)")
+    p.add_argument("--hidden", default=None,
+                   help="hidden dense layer sizes, comma separated (default: mlp 128,64; "
+                        "cnn none after the convolutions)")
     p.add_argument("--channels", default="8,16", help="cnn: output channels per conv+pool stage")
     p.add_argument("--pool", default="sum", choices=("sum", "avg"), help="cnn: pooling kind")
     p.add_argument("--steps", type=int, default=16, help="time steps per sample")

@@ -31,7 +31,7 @@ _HOW = {
 
 @dataclass(frozen=True)
 class Split:
-    x: np.ndarray  # (N, F) float64 intensities in [0, 1]
+    x: np.ndarray  # (N, F) float intensities in [0, 1] (float32 for image sets)
     y: np.ndarray  # (N,) int64 labels
 
 
@@ -64,9 +64,9 @@ def _idx(path: Path, name: str) -> np.ndarray:
 
 def _images(name: str, folder: Path) -> Dataset:
     """60k train (last 5k held out for validation, fixed permutation) and the 10k test set."""
-    x_tr = _idx(folder / "train-images-idx3-ubyte", name).reshape(-1, 784) / 255.0
+    x_tr = _idx(folder / "train-images-idx3-ubyte", name).reshape(-1, 784) / np.float32(255)
     y_tr = _idx(folder / "train-labels-idx1-ubyte", name).astype(np.int64)
-    x_te = _idx(folder / "t10k-images-idx3-ubyte", name).reshape(-1, 784) / 255.0
+    x_te = _idx(folder / "t10k-images-idx3-ubyte", name).reshape(-1, 784) / np.float32(255)
     y_te = _idx(folder / "t10k-labels-idx1-ubyte", name).astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y_tr))
     tr, val = order[:-5000], order[-5000:]

@@ -73,8 +73,10 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
                    and np.array_equal(w, np.rint(w)) and np.isin(x, (0, 1)).all())
         a = np.rint(layer.synaptic_input(x, np.float32 if exact32 else np.float64)).astype(np.int64)
         return (a + m) % (2 * m) - m                     # signed 24-bit wrap (signed_clamp)
-    # float64 BLAS product, exact: |sum| < 2**53 for any layer within the target's limits
-    a = np.rint(x.astype(np.float64) @ layer.weight.astype(np.float64).T).astype(np.int64)
+    # BLAS product, exact: float32 while every partial sum stays below 2**24, else float64
+    # (exact below 2**53 for any layer within the target's limits)
+    bound = float(np.abs(layer.weight).sum(axis=1).max(initial=0)) * float(np.abs(x).max(initial=0))
+    a = np.rint(layer.synaptic_input(x, np.float32 if bound < 2 ** 24 else np.float64)).astype(np.int64)
     return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
 
 

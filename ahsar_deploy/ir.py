@@ -106,8 +106,9 @@ class Layer:
         integer weights and binary inputs whose summed |weights| per neuron are < 2**24."""
         x = np.asarray(x, dtype=dtype)
         w = np.asarray(self.weight, dtype=dtype)
-        if self.kind != "conv":
-            return x @ w.T
+        if self.kind != "conv":   # one 2-D GEMM (numpy would run N small ones on 3-D x)
+            n, t, f = x.shape
+            return (x.reshape(n * t, f) @ w.T).reshape(n, t, -1)
         import torch
         n, t = x.shape[:2]
         xi = torch.from_numpy(np.ascontiguousarray(x).reshape(n * t, *self.in_shape))

@@ -183,6 +183,7 @@ def test_lava_conv_output_wraps_like_emulator(tmp_path):
 def test_lead_cnn_model_through_ir_contract():
     """The training CNN (snn.py cnn_specs: conv -> pool -> conv -> pool -> flatten -> dense)
     mapped onto the IR with the pooling fused gives the torch model's spikes exactly."""
+    from ahsar_deploy.checkpoint import model_layers
     from ahsar_deploy.snn import SNN, cnn_specs
     torch.manual_seed(0)
     for pool in ("sum_pool", "avg_pool"):
@@ -192,25 +193,7 @@ def test_lead_cnn_model_through_ir_contract():
             for l in model.layers:
                 l.syn.weight.mul_(3.0)
                 l.theta_base.copy_(torch.rand(l.theta_base.shape, dtype=torch.float64) + 0.5)
-        layers, shape, pools = [], model.input_shape, []
-        for step in model._plan:
-            if step[0] == "pool":
-                pools.append((shape, step[2], "sum" if step[1] == "sum_pool" else "avg"))
-                shape = (shape[0], shape[1] // step[2], shape[2] // step[2])
-            elif step[0] == "flatten":
-                shape = (int(np.prod(shape)),)
-            else:
-                m = model.layers[step[1]]
-                w = m.syn.weight.detach().numpy().copy()
-                th = m.threshold().detach().numpy().copy()
-                kw = dict(kind="conv", in_shape=shape, stride=m.syn.stride, padding=m.syn.padding) if m.is_conv else {}
-                layer = Layer(name=f"layer{step[1]}", weight=w, threshold=th, i_decay=m.i_decay,
-                              v_decay=m.v_decay, **kw)
-                shape = layer.out_shape
-                for pshape, k, mode in reversed(pools):
-                    layer = fuse_pool(layer, pshape, k, mode)
-                pools = []
-                layers.append(layer)
+        layers = model_layers(model)
         g = DeployGraph(layers=tuple(layers), n_inputs=64, steps=8, dataset="digits", encoding="rate",
                         method="baseline", source_sha256="")
         x = (np.random.default_rng(1).random((20, 8, 64)) < 0.4).astype(np.uint8)

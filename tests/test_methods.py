@@ -120,14 +120,18 @@ def test_fold_exact_for_trained_method(method, tmp_path):
     assert total > 200
 
 
-@pytest.mark.parametrize("method", ["baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar"])
-def test_every_method_exports_and_runs_on_lava(method, tmp_path):
-    """Each method's checkpoint goes through ahsar-export and runs on Lava with the
-    emulator's spikes (MLP; 4 digits samples x 6 steps to keep Lava short)."""
+METHODS_ = ["baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar"]
+
+
+@pytest.mark.parametrize("arch,method", [("mlp", m) for m in METHODS_] + [("cnn", m) for m in METHODS_])
+def test_every_method_exports_and_runs_on_lava(arch, method, tmp_path):
+    """Each method's checkpoint, MLP and CNN (conv -> sum pool -> conv -> sum pool ->
+    dense, per-channel thresholds), goes through ahsar-export and runs on Lava with the
+    emulator's spikes (4 digits samples x 6 steps to keep Lava short)."""
     from ahsar_deploy import build
     from exporters import lava
-    ckpt = train(data="digits", method=method, hidden=(16,), steps=6, epochs=1, seed=0,
-                 train_samples=300, progress=False)
+    ckpt = train(data="digits", method=method, arch=arch, hidden=(16,) if arch == "mlp" else (),
+                 channels=(4, 6), steps=6, epochs=1, seed=0, train_samples=300, progress=False)
     checkpoint.save(ckpt, tmp_path / "m.pt")
     build.export(tmp_path / "m.pt", "loihi", tmp_path / "b", calib_samples=64, qat="off",
                  progress=False)

@@ -52,3 +52,17 @@ def test_finetune_keeps_shapes_and_moves_weights(small_model):
         assert np.abs(a.weight - b.weight).max() > 0
     q2, _ = calibrate(tuned, x, LOIHI, scales=[l.scale for l in q.layers])
     assert [l.scale for l in q2.layers] == [l.scale for l in q.layers]
+
+
+def test_lasso_fista_matches_soft_thresholding_on_an_orthogonal_design():
+    """With phi^T phi / N = I the LASSO solution is soft-thresholding of phi^T y / N."""
+    from ahsar_deploy.passes.refit import lasso_fista
+    rng = np.random.default_rng(0)
+    n, h = 64, 8
+    q, _ = np.linalg.qr(rng.normal(size=(n, h)))
+    phi = q * np.sqrt(n)
+    y = rng.normal(size=(n, 3)) * 2
+    b = phi.T @ y / n
+    want = np.sign(b) * np.maximum(np.abs(b) - 0.3, 0)
+    np.testing.assert_allclose(lasso_fista(phi, y, alpha=0.3), want, atol=1e-9)
+    assert np.count_nonzero(want == 0) > 0          # the L1 term really zeroes some weights

@@ -51,7 +51,8 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
               progress: bool = False, scales: list[float] | None = None
               ) -> tuple[DeployGraph, list[LayerReport]]:
     """spikes: (N, T, F) calibration inputs. Returns the integer graph and a report.
-    scales: keep these per-layer scales k instead of searching (re-quantization)."""
+    scales: keep these per-layer scales k instead of searching (re-quantization);
+    a None entry searches that layer."""
     layers, reports = [], []
     x = spikes
     for i, layer in enumerate(tqdm(graph.layers, desc="calibrate", disable=None if progress else True,
@@ -61,7 +62,7 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
         ref = layer_float(layer, x)
         wmax = np.abs(layer.weight)
         best = None
-        for qnt in (QUANTILES if scales is None else (None,)):
+        for qnt in (QUANTILES if scales is None or scales[i] is None else (None,)):
             if qnt is None:
                 k = scales[i]
             else:
