@@ -154,6 +154,20 @@ def cmd_energy(a) -> dict:
 
 def cmd_inspect(a) -> dict:
     p = Path(a.path)
+    if p.suffix.lower() == ".nir" and not p.is_dir():
+        from exporters.nir_import import describe
+        d = describe(p, dt_s=a.dt, tau_convention=a.nir_tau)
+        lines = [f"NIR graph {p} (written by {d['producer']}): input {tuple(d['input_shape'])}, deploys as "
+                 f"{len(d['layers'])} layers at dt {d['dt_s']:g} s (tau as {d['tau_convention']})"]
+        for l in d["layers"]:
+            conv = (f" kernel {tuple(l['kernel'])} stride {tuple(l['stride'])} padding {tuple(l['padding'])}"
+                    if l["kind"] == "conv" else "")
+            pools = f"  pools fused {l['pools_fused']}" if l["pools_fused"] else ""
+            lines.append(f"  {l['name']:<8} {l['kind']:<5} {l['n_in']:>6} -> {tuple(l['out_shape'])}{conv}  "
+                         f"{l['neuron']} i_decay {l['i_decay']} v_decay {l['v_decay']}  threshold "
+                         f"{l['threshold_min']:.4g}..{l['threshold_max']:.4g}{pools}")
+        print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
+        return d
     if p.is_dir():
         from .build import load
         graph, m = load(p)
@@ -283,8 +297,11 @@ def parser() -> argparse.ArgumentParser:
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
     p.set_defaults(fn=cmd_energy)
-    p = sub.add_parser("inspect", help="summarise a checkpoint or a build directory")
+    p = sub.add_parser("inspect", help="summarise a checkpoint, a build directory or a NIR graph")
     p.add_argument("path")
+    p.add_argument("--dt", type=float, default=None, help="NIR graph: seconds per time step (default 1e-3)")
+    p.add_argument("--nir-tau", default="seconds", choices=("seconds", "norse"),
+                   help="NIR graph: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau)")
     _common(p)
     p.set_defaults(fn=cmd_inspect)
     return ap

@@ -352,6 +352,9 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
         node = nodes[k]
         nt = _name(node)
         at = f"{where}: node {k!r} ({nt})"
+        meta_name = node.metadata.get("layer") if isinstance(getattr(node, "metadata", None), dict) else None
+        name = meta_name if isinstance(meta_name, str) and meta_name.isprintable() and 0 < len(meta_name) <= 64 \
+            and meta_name not in {l.name for l in layers} else str(k)   # ahsar-deploy's layer name, else the node's
         if nt in ("SumPool2d", "AvgPool2d"):
             if syn is not None:
                 raise UnsupportedLayerError(f"{at}: pooling between a synapse and its neurons (pooling "
@@ -374,7 +377,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
             if nt == "Conv2d":
                 w, stride, padding = _conv(node, at, shape)
                 syn = {"kind": "conv", "weight": w, "stride": stride, "padding": padding,
-                       "in_shape": shape, "name": str(k), "pools": pools}
+                       "in_shape": shape, "name": name, "pools": pools}
                 shape = (w.shape[0], *conv_out_hw(shape[1:], w.shape[2:], stride, padding))
             else:
                 w = _numbers(at, "weight", node.weight)
@@ -383,7 +386,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                     raise ModelFileError(f"{at}: field 'weight' has shape {w.shape}, expected (n_out, {n_in})")
                 if nt == "Affine" and node.bias is not None and np.any(_numbers(at, "bias", node.bias) != 0):
                     raise UnsupportedLayerError(f"{at}: non-zero bias; biases are not deployed on this path")
-                syn = {"kind": "dense", "weight": w, "name": str(k), "pools": pools}
+                syn = {"kind": "dense", "weight": w, "name": name, "pools": pools}
                 shape = (w.shape[0],)
             pools = []
         elif nt in NEURONS:
@@ -440,3 +443,26 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
                              "for calibration")
     return from_graph(g, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
                       where=str(path), source_sha256=sha256(path))
+
+
+def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
+    """How a .nir file would deploy, without data: layers, shapes, decays, thresholds.
+    Raises the same one-line errors as an export for what does not deploy."""
+    g = read(path)
+    meta = g.metadata if isinstance(g.metadata, dict) else {}
+    if dt_s is None:
+        dt_s = float(meta["dt_s"]) if meta.get("producer") == "ahsar-deploy" and "dt_s" in meta else 1e-3
+    graph = from_graph(g, dataset="(none)", steps=1, dt_s=dt_s, tau_convention=tau_convention, where=str(path))
+    imp = graph.notes["import"]
+    layers = []
+    for l, r in zip(graph.layers, imp["layers"]):
+        th = np.asarray(l.threshold, dtype=np.float64)
+        layers.append({"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
+                       "out_shape": list(l.out_shape), "neuron": r["neuron"], "i_decay": l.i_decay,
+                       "v_decay": l.v_decay, "threshold_min": float(th.min()), "threshold_max": float(th.max()),
+                       "pools_fused": r["pools_fused"],
+                       **({"in_shape": list(l.in_shape), "kernel": list(l.weight.shape[2:]),
+                           "stride": list(l.stride), "padding": list(l.padding)} if l.kind == "conv" else {})})
+    return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": dt_s,
+            "tau_convention": tau_convention, "input_shape": imp["input_shape"],
+            "n_inputs": graph.n_inputs, "layers": layers}

@@ -1,6 +1,9 @@
 """Property: the integer emulator's spikes equal Lava's fixed-point simulation's at every
 layer and time step, for random small networks, inputs and integer parameters within
 Loihi's ranges, including current wrap-around and voltage saturation."""
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,8 +40,42 @@ def networks(draw):
 @given(networks())
 def test_emulator_equals_lava(tmp_path, net):
     graph, x = net
-    build = tmp_path / f"b{abs(hash(x.tobytes()))}"
-    build.mkdir()
+    build = Path(tempfile.mkdtemp(dir=tmp_path))     # examples share tmp_path; inputs may repeat
+    lava.write_netx(graph, build / "model.net")
+    got = lava.run(build, x, graph.steps, timeout_s=300, progress=False)
+    want = emulator.run(graph, x)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"layer {i}")
+
+
+@st.composite
+def conv_networks(draw):
+    """A conv layer (random kernel, stride, padding, non-square maps) then a dense readout."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    c, h, w = draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9))
+    kh, kw = draw(st.integers(1, min(h, 4))), draw(st.integers(1, min(w, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+    c_out = draw(st.integers(1, 4))
+    conv = Layer(name="c0", weight=2 * rng.integers(-60, 128, size=(c_out, c, kh, kw)), threshold=np.ones(c_out),
+                 kind="conv", in_shape=(c, h, w), stride=stride, padding=padding,
+                 vth=int(draw(st.sampled_from([1, 50, 300, int(rng.integers(1, 2000))]))),
+                 i_decay=draw(st.sampled_from([1, 4096, int(rng.integers(1, 4097))])),
+                 v_decay=draw(st.sampled_from([0, 4095, int(rng.integers(0, 4096))])))
+    dense = Layer(name="d1", weight=2 * rng.integers(-128, 128, size=(3, conv.n_out)), threshold=np.ones(3),
+                  vth=int(rng.integers(1, 500)), i_decay=1024, v_decay=512)
+    steps = draw(st.integers(2, 6))
+    x = rng.random((draw(st.integers(1, 3)), steps, c * h * w)) < draw(st.floats(0.1, 0.8))
+    g = DeployGraph(layers=(conv, dense), n_inputs=c * h * w, steps=steps, dataset="random",
+                    encoding="random", method="baseline", source_sha256="", target="loihi")
+    return g, x
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conv_networks())
+def test_conv_emulator_equals_lava(tmp_path, net):
+    graph, x = net
+    build = Path(tempfile.mkdtemp(dir=tmp_path))     # examples share tmp_path; inputs may repeat
     lava.write_netx(graph, build / "model.net")
     got = lava.run(build, x, graph.steps, timeout_s=300, progress=False)
     want = emulator.run(graph, x)

@@ -285,3 +285,18 @@ def test_snntorch_export_to_nir_file_imports(tmp_path):
     l = graph.layers[0]
     assert (l.i_decay, l.v_decay) == (4096, 512)    # v = 0.875 v + W x: gain 1
     np.testing.assert_allclose(l.weight, net.fc.weight.detach().double().numpy(), rtol=1e-6)
+
+
+def test_cli_inspect_nir(tmp_path, cli):
+    g = _sinabs_style_conv(np.ones((4, 1, 3, 3)), np.ones((10, 64)))
+    nir.write(str(tmp_path / "g.nir"), g)
+    r = cli("inspect", tmp_path / "g.nir", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [l["kind"] for l in d["layers"]] == ["conv", "dense"]
+    assert d["layers"][1]["n_in"] == 256 and d["layers"][1]["pools_fused"] == [[2, "sum"]]
+    assert d["layers"][0]["out_shape"] == [4, 8, 8] and d["layers"][0]["neuron"] == "IF"
+    g.nodes["spk2"] = nir.LI(tau=np.ones(10), r=np.ones(10), v_leak=np.zeros(10))
+    nir.write(str(tmp_path / "li.nir"), g)
+    r = cli("inspect", tmp_path / "li.nir")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "node 'spk2' (LI)" in r.stderr
