@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ahsar_deploy import build, checkpoint, emulator
+from ahsar_deploy.passes import qat, refit  # noqa: F401  (imported lazily by export: time excluded)
 from ahsar_deploy.train import train
 from exporters import lava
 
