@@ -318,9 +318,9 @@ def test_unexpected_failure_is_still_one_line(make_ckpt, tmp_path, capsys, monke
 # ---------------------------------------------------------------- .nir model files
 
 def test_nir_model_files_are_untrusted_too(tmp_path):
-    """PLACE FOR .nir IMPORT (issue 7). When `ahsar-export model.nir` exists, these
-    malformed graphs must each be refused with a DeployError and leave nothing.
-    Until then the test only checks that a .nir model is refused cleanly."""
+    """.nir files are untrusted like .pt files: the well-formed graph exports; each
+    malformed one (NaN weight, negative threshold, truncated, junk) is refused with a
+    DeployError and leaves nothing."""
     import nir
     n = 4
     good = nir.NIRGraph(
@@ -331,6 +331,10 @@ def test_nir_model_files_are_untrusted_too(tmp_path):
                                   w_in=np.full(n, 4.0)),
                "output": nir.Output(output_type=np.array([n]))},
         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    nir.write(str(tmp_path / "good.nir"), good)
+    build.export(tmp_path / "good.nir", "loihi", tmp_path / "ok", progress=False,
+                 dataset="digits", steps=4)
+    assert (tmp_path / "ok" / "model.net").is_file()
     bad = {}
     g = good
     g.nodes["fc"].weight[0, 0] = np.nan
@@ -345,5 +349,6 @@ def test_nir_model_files_are_untrusted_too(tmp_path):
     for name, raw in bad.items():
         (tmp_path / name).write_bytes(raw)
         with pytest.raises(DeployError):
-            build.export(tmp_path / name, "loihi", tmp_path / "out", progress=False)
+            build.export(tmp_path / name, "loihi", tmp_path / "out", progress=False,
+                         dataset="digits", steps=4)
         assert not (tmp_path / "out").exists()
