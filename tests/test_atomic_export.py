@@ -96,8 +96,9 @@ def test_signals_wait_for_the_rename(tmp_path):
     def rename(self, target):
         calls.append(self.name)
         if len(calls) == 1:
-            os.kill(os.getpid(), signal.SIGINT)   # arrives between the two renames
-            time.sleep(0.05)
+            # arrives between the two renames; raise_signal delivers to this (the main)
+            # thread at once: os.kill may pick another thread, late on a loaded machine
+            signal.raise_signal(signal.SIGINT)
         return real_rename(self, target)
 
     pathlib.Path.rename = rename
