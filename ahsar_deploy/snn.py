@@ -52,26 +52,24 @@ def split_method(method: str) -> tuple[str, bool]:
     return base, reg == "ahsar"
 
 
-class _FastSigmoid(torch.autograd.Function):
-    """Heaviside(z) with d/dz = 1/(1 + 5|z|)^2; z = (v - theta)/theta."""
+class _Heaviside(torch.autograd.Function):
+    """Heaviside(z) forward; subclasses set the surrogate derivative dS/dz."""
     @staticmethod
     def forward(ctx, z):
         ctx.save_for_backward(z)
         return (z > 0).to(z.dtype)
 
+
+class _FastSigmoid(_Heaviside):
+    """d/dz = 1/(1 + 5|z|)^2; z = (v - theta)/theta."""
     @staticmethod
     def backward(ctx, grad):
         (z,) = ctx.saved_tensors
         return grad / (1 + 5.0 * z.abs()) ** 2
 
 
-class _RouserSpike(torch.autograd.Function):
-    """Heaviside(z) with d/dz = (s/tau) exp(-|z|/tau); z = V - theta (METHODS.md 2)."""
-    @staticmethod
-    def forward(ctx, z):
-        ctx.save_for_backward(z)
-        return (z > 0).to(z.dtype)
-
+class _RouserSpike(_Heaviside):
+    """d/dz = (s/tau) exp(-|z|/tau); z = V - theta (METHODS.md 2)."""
     @staticmethod
     def backward(ctx, grad):
         (z,) = ctx.saved_tensors
