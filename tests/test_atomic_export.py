@@ -102,11 +102,15 @@ def test_signals_wait_for_the_rename(tmp_path):
         return real_rename(self, target)
 
     pathlib.Path.rename = rename
+    # a shell's background job starts with SIGINT ignored (and Python keeps it so):
+    # give this test Python's usual Ctrl-C handler whatever the caller's disposition
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             build._replace_dir(new, out)
     finally:
         pathlib.Path.rename = real_rename
+        signal.signal(signal.SIGINT, handler)
     assert len(calls) == 2
     assert (out / "x").read_text() == "new"
     assert os.listdir(tmp_path) == ["b"]
