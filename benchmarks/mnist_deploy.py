@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--hidden", default="500")
     ap.add_argument("--methods", default="ahsar,baseline")
+    ap.add_argument("--model", action="append", default=None,
+                    help="deploy these checkpoints instead (repeatable); results go to mnist_deploy_extra.*")
     ap.add_argument("--arch", default="mlp", choices=("mlp", "cnn"),
                     help="cnn: mnist_cnn_<method>_seed0.pt (ahsar train --arch cnn --steps 8 --batch 128 "
                          "--epochs 3 --train-samples 30000 --lr-schedule cosine)")
@@ -44,8 +46,11 @@ def main() -> int:
     from exporters import lava
     OUT.mkdir(exist_ok=True)
     rows = []
-    for method in a.methods.split(","):
-        model = OUT / f"mnist_{a.arch}_{method}_seed0.pt"
+    if a.model:
+        jobs = [(checkpoint.load(m)["method"], Path(m)) for m in a.model]
+    else:
+        jobs = [(m, OUT / f"mnist_{a.arch}_{m}_seed0.pt") for m in a.methods.split(",")]
+    for method, model in jobs:
         if not model.is_file() and a.arch == "cnn":
             checkpoint.save(train(data="mnist", method=method, arch="cnn", hidden=(), steps=8, batch=128,
                                   epochs=3, train_samples=30000, seed=0, lr_schedule="cosine",
@@ -98,7 +103,7 @@ def main() -> int:
         print(f"{method}: float {100 * row['float_test_accuracy']:.2f} %, emulator "
               f"{100 * acc_emu:.2f} % (gap {row['gap_pp']:.2f} pp), Lava same predictions "
               f"{row['lava_same_predictions']}/{n}, spikes identical {same_spikes}", file=sys.stderr, flush=True)
-    stem = "mnist_deploy" if a.arch == "mlp" else "mnist_deploy_cnn"
+    stem = "mnist_deploy_extra" if a.model else "mnist_deploy" if a.arch == "mlp" else "mnist_deploy_cnn"
     (OUT / f"{stem}.json").write_text(json.dumps(rows, indent=1, default=float))
     lines = ["| model | epochs (to 97 % val) | float test % | emulator test % (10,000) | gap pp | calibration kept | "
              "export s | Lava: same predictions | Lava = emulator spikes | hidden rate on Lava | in [0.05, 0.25] |",
