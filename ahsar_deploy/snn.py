@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ir import conv_out_hw
 from .regulator import AHSAR, AHSARConfig
 
 BASES = ("baseline", "rouser", "hoyer")
@@ -169,8 +170,8 @@ class CubaLIF(nn.Module):
 def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, v_decay: int,
                  base: str) -> tuple[nn.ModuleList, list]:
     """Layers from arch specs; returns (spiking layers, forward plan of ('lif', i) /
-    ('pool', mode, k) / ('flatten',)) and checks every shape on the way."""
-    layers, plan = nn.ModuleList(), []
+    ('pool', mode, k) / ('flatten',), neurons per spiking layer) and checks every shape."""
+    layers, plan, sizes = nn.ModuleList(), [], []
     shape = tuple(input_shape)
     spiking = [i for i, s in enumerate(specs) if s["type"].startswith("cuba_lif")]
     for i, spec in enumerate(specs):
@@ -188,7 +189,7 @@ def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, 
                 raise ValueError(f"layer {i}: convolution needs a (C, H, W) input, got {shape}")
             k, st, p = spec["kernel"], spec.get("stride", 1), spec.get("padding", 0)
             syn = nn.Conv2d(shape[0], spec["out_channels"], k, stride=st, padding=p, bias=False)
-            h, w = ((n + 2 * p - k) // st + 1 for n in shape[1:])
+            h, w = conv_out_hw(shape[1:], (k, k), (st, st), (p, p))
             if h <= 0 or w <= 0:
                 raise ValueError(f"layer {i}: kernel {k} larger than the {shape[1]}x{shape[2]} input")
             layers.append(CubaLIF(syn, spec["out_channels"], i_decay, v_decay, base, hoyer))
@@ -207,9 +208,10 @@ def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, 
         else:
             raise ValueError(f"layer {i}: unknown layer type {kind!r}")
         plan.append(("lif", len(layers) - 1))
+        sizes.append(math.prod(shape))
     if not layers or len(shape) != 1:
         raise ValueError("the network must end in a dense spiking readout layer")
-    return layers, plan
+    return layers, plan, sizes
 
 
 def mlp_specs(sizes: list[int]) -> list[dict]:
@@ -247,32 +249,11 @@ class SNN(nn.Module):
         self.method = method
         self.input_shape = tuple(input_shape)
         self.specs = [dict(s) for s in specs]
-        self.layers, self._plan = build_layers(self.input_shape, self.specs, i_decay, v_decay, self.base)
-        self.sizes = [math.prod(self.input_shape)] + [self.out_size(i) for i in range(len(self.layers))]
+        self.layers, self._plan, sizes = build_layers(self.input_shape, self.specs, i_decay, v_decay,
+                                                      self.base)
+        self.sizes = [math.prod(self.input_shape)] + sizes
         n_hidden = len(self.layers) - 1
         self.regulator = AHSAR(n_hidden, ahsar) if with_ahsar and n_hidden else None
-
-    def out_size(self, i: int) -> int:
-        """Neurons of spiking layer i (computed from its synapse)."""
-        syn = self.layers[i].syn
-        if isinstance(syn, nn.Linear):
-            return syn.out_features
-        shape = self.input_shape
-        for step in self._plan:   # walk to layer i to know its output map
-            if step[0] == "lif":
-                l = self.layers[step[1]]
-                if l.is_conv:
-                    k, st, p = l.syn.kernel_size[0], l.syn.stride[0], l.syn.padding[0]
-                    shape = (l.syn.out_channels, *((n + 2 * p - k) // st + 1 for n in shape[1:]))
-                else:
-                    shape = (l.syn.out_features,)
-                if step[1] == i:
-                    return math.prod(shape)
-            elif step[0] == "pool":
-                shape = (shape[0], shape[1] // step[2], shape[2] // step[2])
-            else:
-                shape = (math.prod(shape),)
-        raise IndexError(i)
 
     def scales(self) -> list[float | torch.Tensor]:
         """AHSAR's G * s_l per spiking layer (1 for the readout and without AHSAR)."""
