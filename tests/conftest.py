@@ -83,3 +83,23 @@ def conv_graph():
                        method="baseline", source_sha256="", target="loihi")
 
 
+
+
+def _lava_equals_emulator(build_dir, graph, x, timeout_s=300):
+    """Run inputs x through Lava (build_dir/model.net) and the emulator (graph); every
+    layer's spikes must be equal at every sample and step. Returns the emulator's."""
+    import numpy as np
+    from ahsar_deploy import emulator
+    from exporters import lava
+    got = lava.run(build_dir, x, graph.steps, timeout_s=timeout_s, progress=False)
+    want = emulator.run(graph, x)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"layer {i}")
+    return want
+
+
+@pytest.fixture
+def lava_equals_emulator():
+    """lava_equals_emulator(build_dir, graph, x) -> emulator spikes, asserted equal to Lava's."""
+    return _lava_equals_emulator

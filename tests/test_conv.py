@@ -122,17 +122,14 @@ def test_conv_output_wraps_at_24_bits_like_lava():
     assert emulator.synaptic_int(small, x)[0, 0, 0] == 600 * 254 * 40
 
 
-def test_small_conv_network_lava_equals_emulator(tmp_path, conv_graph):
+def test_small_conv_network_lava_equals_emulator(tmp_path, conv_graph, lava_equals_emulator):
     from exporters import lava
     g = check(conv_graph, LOIHI)
     rng = np.random.default_rng(5)
     x = rng.random((3, g.steps, 70)) < 0.5
     lava.write_netx(g, tmp_path / "model.net")
-    got = lava.run(tmp_path, x, g.steps, timeout_s=300, progress=False)
-    want = emulator.run(g, x)
+    want = lava_equals_emulator(tmp_path, g, x)
     assert [w.shape[2] for w in want] == [105, 24, 5]
-    for i, (a, b) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
     assert all(int(w.sum()) > 0 for w in want), [int(w.sum()) for w in want]
 
 
@@ -221,7 +218,7 @@ def test_emulator_chunks_samples_without_changing_spikes(monkeypatch, conv_graph
         np.testing.assert_array_equal(a, b)
 
 
-def test_fused_pool_conv_network_lava_equals_emulator(tmp_path):
+def test_fused_pool_conv_network_lava_equals_emulator(tmp_path, lava_equals_emulator):
     """conv -> sum pool 2 -> conv (fused: 6x4 kernel, stride (2, 4), padding (2, 0)) -> dense
     on a non-square input, integer weights: Lava == emulator on every spike."""
     from exporters import lava
@@ -239,8 +236,5 @@ def test_fused_pool_conv_network_lava_equals_emulator(tmp_path):
                           method="baseline", source_sha256="", target="loihi"), LOIHI)
     x = np.random.default_rng(8).random((3, 6, 80)) < 0.5
     lava.write_netx(g, tmp_path / "model.net")
-    got = lava.run(tmp_path, x, g.steps, timeout_s=300, progress=False)
-    want = emulator.run(g, x)
-    for i, (a, b) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
+    want = lava_equals_emulator(tmp_path, g, x)
     assert all(int(w.sum()) > 0 for w in want), [int(w.sum()) for w in want]

@@ -8,7 +8,6 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ahsar_deploy import emulator
 from ahsar_deploy.ir import DeployGraph, Layer
 from exporters import lava
 
@@ -38,14 +37,11 @@ def networks(draw):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(networks())
-def test_emulator_equals_lava(tmp_path, net):
+def test_emulator_equals_lava(tmp_path, lava_equals_emulator, net):
     graph, x = net
     build = Path(tempfile.mkdtemp(dir=tmp_path))     # examples share tmp_path; inputs may repeat
     lava.write_netx(graph, build / "model.net")
-    got = lava.run(build, x, graph.steps, timeout_s=300, progress=False)
-    want = emulator.run(graph, x)
-    for i, (g, w) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(g, w, err_msg=f"layer {i}")
+    lava_equals_emulator(build, graph, x)
 
 
 @st.composite
@@ -73,11 +69,8 @@ def conv_networks(draw):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(conv_networks())
-def test_conv_emulator_equals_lava(tmp_path, net):
+def test_conv_emulator_equals_lava(tmp_path, lava_equals_emulator, net):
     graph, x = net
     build = Path(tempfile.mkdtemp(dir=tmp_path))     # examples share tmp_path; inputs may repeat
     lava.write_netx(graph, build / "model.net")
-    got = lava.run(build, x, graph.steps, timeout_s=300, progress=False)
-    want = emulator.run(graph, x)
-    for i, (g, w) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(g, w, err_msg=f"layer {i}")
+    lava_equals_emulator(build, graph, x)

@@ -124,12 +124,11 @@ METHODS_ = ["baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar
 
 
 @pytest.mark.parametrize("arch,method", [("mlp", m) for m in METHODS_] + [("cnn", m) for m in METHODS_])
-def test_every_method_exports_and_runs_on_lava(arch, method, tmp_path):
+def test_every_method_exports_and_runs_on_lava(arch, method, tmp_path, lava_equals_emulator):
     """Each method's checkpoint, MLP and CNN (conv -> sum pool -> conv -> sum pool ->
     dense, per-channel thresholds), goes through ahsar-export and runs on Lava with the
     emulator's spikes (4 digits samples x 6 steps to keep Lava short)."""
     from ahsar_deploy import build
-    from exporters import lava
     ckpt = train(data="digits", method=method, arch=arch, hidden=(16,) if arch == "mlp" else (),
                  channels=(4, 6), steps=6, epochs=1, seed=0, train_samples=300, progress=False)
     checkpoint.save(ckpt, tmp_path / "m.pt")
@@ -138,8 +137,5 @@ def test_every_method_exports_and_runs_on_lava(arch, method, tmp_path):
     graph, manifest = build.load(tmp_path / "b")
     assert manifest["method"] == method
     x, _ = build.eval_inputs(graph, None, 4)
-    got = lava.run(tmp_path / "b", x, graph.steps, timeout_s=300, progress=False)
-    want = emulator.run(graph, x)
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    want = lava_equals_emulator(tmp_path / "b", graph, x)
     assert sum(int(w.sum()) for w in want) > 0

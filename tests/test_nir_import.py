@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ahsar_deploy import build, data, emulator
 from ahsar_deploy.errors import DeployError, ModelFileError, UnsupportedLayerError
-from exporters import lava, nir_import
+from exporters import nir_import
 
 
 def _norse_graph(path):
@@ -32,7 +32,7 @@ def _norse_graph(path):
     return g
 
 
-def test_norse_written_graph_exports_to_loihi_and_runs_on_lava(tmp_path, cli):
+def test_norse_written_graph_exports_to_loihi_and_runs_on_lava(tmp_path, cli, lava_equals_emulator):
     path = tmp_path / "norse.nir"
     _norse_graph(path)
     # norse 1.1 writes tau = dt * tau (1e-5 s): below dt, so rejected unless told
@@ -47,10 +47,7 @@ def test_norse_written_graph_exports_to_loihi_and_runs_on_lava(tmp_path, cli):
     assert m["import"]["tau_convention"] == "norse" and m["dataset"] == "digits"
     graph, _ = build.load(tmp_path / "build")
     x, _ = build.eval_inputs(graph, "digits", 4)
-    got = lava.run(tmp_path / "build", x, graph.steps, timeout_s=300, progress=False)
-    want = emulator.run(graph, x)
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    want = lava_equals_emulator(tmp_path / "build", graph, x)
     assert int(want[0].sum()) > 20 and int(want[1].sum()) > 0
 
 
@@ -93,7 +90,7 @@ def _if_reference(x, w1, w2, th1, th2):
     return [torch.stack(out1, 1).numpy(), torch.stack(out2, 1).numpy()]
 
 
-def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_path, cli):
+def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_path, cli, lava_equals_emulator):
     rng = np.random.default_rng(0)
     w1 = rng.integers(-2, 4, size=(4, 1, 3, 3)).astype(np.float64)
     w2 = rng.integers(-2, 3, size=(10, 64)).astype(np.float64)
@@ -115,10 +112,7 @@ def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_pa
     q, m = build.load(tmp_path / "b")
     assert m["layers"][0]["kind"] == "conv" and m["layers"][0]["in_shape"] == [1, 8, 8]
     xs, _ = build.eval_inputs(q, "digits", 3)
-    lv = lava.run(tmp_path / "b", xs, q.steps, timeout_s=300, progress=False)
-    em = emulator.run(q, xs)
-    for a, b in zip(lv, em):
-        np.testing.assert_array_equal(a, b)
+    em = lava_equals_emulator(tmp_path / "b", q, xs)
     assert int(em[0].sum()) > 20 and int(em[1].sum()) > 0
     # counters of a conv layer: every spike times the windows that hold it (Lava computes all taps)
     from ahsar_deploy.energy import count
