@@ -50,6 +50,8 @@ def cmd_train(a) -> dict:
     for name, v in (("--steps", a.steps), ("--epochs", a.epochs), ("--batch", a.batch)):
         if v <= 0:
             raise DeployError(f"{name} must be positive, not {v}")
+    if a.augment_shift < 0:
+        raise DeployError(f"--augment-shift must be >= 0, not {a.augment_shift}")
     if a.control is not None and "ahsar" not in a.method:
         raise DeployError(f"--control applies to AHSAR; method {a.method!r} has no regulator")
     try:
@@ -57,7 +59,8 @@ def cmd_train(a) -> dict:
                      epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
                      ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
                      pool=a.pool + "_pool", train_samples=a.train_samples,
-                     lr_schedule=a.lr_schedule, progress=not a.quiet)
+                     lr_schedule=a.lr_schedule, augment_shift=a.augment_shift,
+                     progress=not a.quiet)
     except ValueError as e:   # an architecture that does not fit the data's shape
         raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
@@ -278,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--theta0", type=float, default=None,
                    help="initial threshold of every layer (default 1; rouser 1.25)")
     p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--augment-shift", type=int, default=0, metavar="PX",
+                   help="translate each training image by up to PX pixels per axis (default 0: off)")
     p.add_argument("-o", "--output", default="model.pt")
     _common(p)
     p.set_defaults(fn=cmd_train)

@@ -102,6 +102,25 @@ def load(name: str) -> Dataset:
     raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
+def shift(x: np.ndarray, shape: tuple[int, ...], max_shift: int,
+          rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation: translate each image (rows of x, flattened `shape` =
+    (C, H, W)) by a random whole number of pixels in [-max_shift, max_shift] along each
+    axis, filling with zeros (the classic MNIST shift augmentation, LeCun et al. 1998)."""
+    if max_shift <= 0:
+        return x
+    if len(shape) != 3:
+        raise DatasetError(f"shift augmentation needs image data, not samples of shape {shape}")
+    c, h, w = shape
+    m = max_shift
+    pad = np.pad(x.reshape(-1, c, h, w), ((0, 0), (0, 0), (m, m), (m, m)))
+    dy, dx = rng.integers(0, 2 * m + 1, size=(2, len(x)))
+    out = np.empty_like(x.reshape(-1, c, h, w))
+    for i in range(len(x)):
+        out[i] = pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out.reshape(len(x), -1)
+
+
 def encode(x: np.ndarray, steps: int, kind: str = "rate", seed: int = 0) -> np.ndarray:
     """Intensities (N, F) in [0, 1] -> inputs (N, T, F) for every backend.
 

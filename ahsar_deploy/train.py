@@ -51,12 +51,13 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
           ahsar: AHSARConfig | None = None, theta0: float | None = None,
           channels: tuple[int, ...] = (8, 16), pool: str = "sum_pool",
           train_samples: int | None = None, lr_schedule: str = "constant",
-          progress: bool = True) -> dict:
+          augment_shift: int = 0, progress: bool = True) -> dict:
     """Train and return a checkpoint dict (see checkpoint.make_checkpoint).
 
     theta0 overrides the initial threshold of every layer (to start from badly chosen
     thresholds); train_samples limits the training split (for quick runs); lr_schedule
-    "cosine" anneals the learning rate to 0 over the epochs (per batch).
+    "cosine" anneals the learning rate to 0 over the epochs (per batch); augment_shift > 0
+    translates each training image by up to that many pixels per axis (data.shift).
     """
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}: constant or cosine")
@@ -96,7 +97,8 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
                    leave=False, disable=None if progress else True)   # None: only on a terminal
         for i in bar:
             idx = order[i:i + batch]
-            xb = datamod.encode(x_tr[idx], steps, encoding, seed=int(rng.integers(1 << 31)))
+            xb = datamod.encode(datamod.shift(x_tr[idx], ds.shape, augment_shift, rng), steps,
+                                encoding, seed=int(rng.integers(1 << 31)))
             counts, _ = model(torch.from_numpy(xb).float())
             loss = F.cross_entropy(counts, torch.from_numpy(y_tr[idx])) + model.hoyer_loss()
             opt.zero_grad()
@@ -133,7 +135,8 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
                            extra={"test_dead": test["dead"],
                                   "train": {"arch": arch, "lr": lr, "batch": batch, "epochs": epochs,
                                             "theta0": theta0, "train_samples": len(y_tr),
-                                            "lr_schedule": lr_schedule}})
+                                            "lr_schedule": lr_schedule,
+                                            "augment_shift": augment_shift}})
 
 
 def ahsar_config(control: str | None = None) -> AHSARConfig | None:

@@ -103,3 +103,22 @@ def test_unknown_backend_and_not_a_build(small_build, tmp_path, cli):
     assert_one_line_error(cli("run", tmp_path, "--backend", "lava"), "not a build directory")
 
 
+
+
+def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
+    """`ahsar train` end to end on a few digits samples: the checkpoint loads back
+    (weights_only) with the options it was trained with; bad options fail in one line."""
+    from ahsar_deploy import checkpoint
+    out = tmp_path / "m.pt"
+    r = cli("train", "--data", "digits", "--hidden", "16", "--steps", "4", "--epochs", "2",
+            "--train-samples", "200", "--augment-shift", "1", "--lr-schedule", "cosine",
+            "-o", out, "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    ckpt = checkpoint.load(out)
+    assert ckpt["train"]["augment_shift"] == 1 and ckpt["train"]["lr_schedule"] == "cosine"
+    assert [len(h["rates"]) for h in ckpt["history"]] == [2, 2]
+    assert json.loads(r.stdout)["test_accuracy"] == ckpt["test_accuracy"]
+    bad = tmp_path / "bad.pt"
+    assert_one_line_error(cli("train", "--augment-shift", "-1", "-o", bad), "--augment-shift")
+    assert_one_line_error(cli("train", "--epochs", "0", "-o", bad), "--epochs")
+    assert not bad.exists()

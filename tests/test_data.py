@@ -71,3 +71,24 @@ def test_encodings():
     assert d.dtype == np.float32 and np.array_equal(d[0, 2], x[0].astype(np.float32))
     with pytest.raises(DatasetError, match="unknown encoding"):
         data.encode(x, 3, "phase")
+
+
+def test_shift_translates_each_image_within_bounds():
+    """Shift augmentation moves each image by a whole number of pixels in
+    [-m, m] per axis: a single bright pixel lands at most m away, nothing else changes."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 1 * 9 * 9), dtype=np.float32)
+    x[:, 4 * 9 + 4] = 1.0                       # centre pixel of a 9x9 image
+    out = data.shift(x, (1, 9, 9), 2, rng)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert np.all(out.sum(1) == 1.0)            # the pixel never falls off a 9x9 image
+    r, c = np.divmod(out.argmax(1), 9)
+    assert np.all(np.abs(r - 4) <= 2) and np.all(np.abs(c - 4) <= 2)
+    assert len(set(zip(r, c))) == 25            # all 25 offsets drawn over 200 samples
+    edge = np.zeros((1, 81), dtype=np.float32)
+    edge[0, 0] = 1.0                            # a corner pixel shifted out is dropped (zero fill)
+    assert {float(data.shift(edge, (1, 9, 9), 1, np.random.default_rng(s)).sum())
+            for s in range(30)} == {0.0, 1.0}
+    assert data.shift(x, (1, 9, 9), 0, rng) is x
+    with pytest.raises(DatasetError, match="image"):
+        data.shift(x, (), 1, rng)
