@@ -64,12 +64,13 @@ test: install
 clean:
 	rm -rf $(BUILD) .pytest_cache
 
-# The MNIST runs train what they miss (tens of minutes on 2 cores); train_methods caches runs.
+# The MNIST runs train what they miss (tens of minutes on 2 cores); train_methods caches runs
+# and its --full runs are the MLPs mnist_deploy deploys.
 bench: install
 	$(BIN)/python benchmarks/e2e_digits.py
+	$(BIN)/python benchmarks/train_methods.py --full
 	$(BIN)/python benchmarks/mnist_deploy.py
 	$(BIN)/python benchmarks/mnist_deploy.py --arch cnn --methods ahsar --lava-samples 100
 	$(BIN)/python benchmarks/emulator_vs_lava.py
 	$(BIN)/python benchmarks/conv_deploy.py
 	$(BIN)/python benchmarks/energy_targets.py
-	$(BIN)/python benchmarks/train_methods.py

@@ -6,11 +6,12 @@ wall time (calibration included, imports excluded); quantized accuracy on the fu
 first N test images (predictions and spikes compared with the emulator's); energy per
 inference from Lava's spike counts on every registered target, and the ANN baseline.
 
-    python benchmarks/mnist_deploy.py [--lava-samples 500] [--epochs 12] [--hidden 500]
+    python benchmarks/mnist_deploy.py [--lava-samples 500] [--methods ahsar,baseline]
 
-Models are cached in benchmarks/results/mnist_mlp_<method>_seed0.pt (written by this
-script with the same settings as `ahsar train --data mnist --hidden 500 --steps 8
---batch 128 --epochs 12 --lr-schedule cosine`). Writes benchmarks/results/mnist_deploy.md and .json.
+The MLPs are benchmarks/results/mnist_mlp_<method>_seed0.pt, the headline models of
+`train_methods.py --full` (settings in train_methods.FULL: 784-1000-10, 8 steps,
+20 epochs, cosine learning rate, shift augmentation); a missing one is trained here
+with the same settings. Writes benchmarks/results/mnist_deploy.md and .json.
 """
 from __future__ import annotations
 
@@ -29,8 +30,6 @@ OUT = Path(__file__).resolve().parent / "results"
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lava-samples", type=int, default=500)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--hidden", default="500")
     ap.add_argument("--methods", default="ahsar,baseline")
     ap.add_argument("--model", action="append", default=None,
                     help="deploy these checkpoints instead (repeatable); results go to mnist_deploy_extra.*")
@@ -44,6 +43,7 @@ def main() -> int:
     from ahsar_deploy.errors import DeployError
     from ahsar_deploy.train import train
     from exporters import lava
+    from train_methods import FULL
     OUT.mkdir(exist_ok=True)
     rows = []
     if a.model:
@@ -56,10 +56,9 @@ def main() -> int:
                                   epochs=3, train_samples=30000, seed=0, lr_schedule="cosine",
                                   progress=False), model)
         if not model.is_file():
-            print(f"training {model.name} ({a.epochs} epochs) ...", file=sys.stderr, flush=True)
-            checkpoint.save(train(data="mnist", method=method, hidden=tuple(int(h) for h in a.hidden.split(",")),
-                                  steps=8, batch=128, epochs=a.epochs, seed=0, lr_schedule="cosine",
-                                  progress=False), model)
+            print(f"training {model.name} ({FULL['epochs']} epochs) ...", file=sys.stderr, flush=True)
+            checkpoint.save(train(method=method, seed=0, progress=False,
+                                  **dict(FULL, hidden=tuple(FULL["hidden"]))), model)
         ckpt = checkpoint.load(model)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "build"
