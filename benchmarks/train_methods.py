@@ -154,17 +154,23 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    datas = sorted({r["config"]["data"] for r in rows})
-    fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4.2), squeeze=False)
-    for ax, d in zip(axes[0], datas):
-        mine = [r for r in rows if r["config"]["data"] == d and r["config"]["group"] != "full"]
+    def panel(c):   # the --full runs get their own panel
+        return c["data"] + (" full" if c["group"] == "full" else "")
+    panels = sorted({panel(r["config"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        d = p.split()[0]
+        mine = [r for r in rows if panel(r["config"]) == p]
         colours = plt.get_cmap("tab20").colors
         for i, r in enumerate(mine):
+            name = r["config"]["method"] if p.endswith("full") else r["label"]
             style = "-" if "ahsar" in r["config"]["method"] else "--"   # dashed: without AHSAR
             ax.plot(range(1, len(r["curve"]) + 1), [100 * v for v in r["curve"]], style,
-                    marker="o", ms=3, color=colours[i % len(colours)], label=r["label"])
+                    marker="o", ms=3, color=colours[i % len(colours)], label=name)
         ax.axhline(100 * TARGET[d], color="grey", lw=0.8)
-        ax.set(title=f"{d}: validation accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
+        ax.set(title=f"{p}: validation accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
+        if p.endswith("full"):
+            ax.set_title("mnist, 784-1000-10, full data, 20 epochs: validation accuracy")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
