@@ -108,7 +108,7 @@ def run_one(c: dict) -> dict:
 def summarise(results: list[dict]) -> tuple[str, list[dict]]:
     """Markdown table: one row per configuration, means and spreads over seeds."""
     groups: dict[str, list[dict]] = {}
-    for r in results:
+    for r in sorted(results, key=lambda r: r["config"]["seed"]):
         c = {k: v for k, v in r["config"].items() if k != "seed"}
         groups.setdefault(key(c), []).append(r)
     rows = []
