@@ -190,6 +190,8 @@ def cmd_inspect(a) -> dict:
     lines = [f"checkpoint {p}: method {model.method}, sizes {model.sizes}, dataset "
              f"{info.get('name')!r:.40}, {info.get('steps')!r:.20} steps, "
              f"float test accuracy {ckpt.get('test_accuracy')}"]
+    if isinstance(ckpt.get("train"), dict):   # training options (untrusted: shown truncated)
+        lines.append("  trained with: " + ", ".join(f"{k!s:.20} {v!r:.20}" for k, v in ckpt["train"].items()))
     for l, th in enumerate(model.thresholds()):
         lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
                      + (f"  test rate {rates[l]:.3f}" if l < len(rates) else ""))

@@ -118,6 +118,8 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     assert ckpt["train"]["augment_shift"] == 1 and ckpt["train"]["lr_schedule"] == "cosine"
     assert [len(h["rates"]) for h in ckpt["history"]] == [2, 2]
     assert json.loads(r.stdout)["test_accuracy"] == ckpt["test_accuracy"]
+    r = cli("inspect", out)
+    assert r.returncode == 0 and "augment_shift 1" in r.stdout and "lr_schedule 'cosine'" in r.stdout
     bad = tmp_path / "bad.pt"
     assert_one_line_error(cli("train", "--augment-shift", "-1", "-o", bad), "--augment-shift")
     assert_one_line_error(cli("train", "--epochs", "0", "-o", bad), "--epochs")
