@@ -169,8 +169,6 @@ def plot(rows: list[dict], path: Path) -> None:
                     marker="o", ms=3, color=colours[i % len(colours)], label=name)
         ax.axhline(100 * TARGET[d], color="grey", lw=0.8)
         ax.set(title=f"{p}: validation accuracy (mean of seeds)", xlabel="epoch", ylabel="%")
-        if p.endswith("full"):
-            ax.set_title("mnist, 784-1000-10, full data, 20 epochs: validation accuracy")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
