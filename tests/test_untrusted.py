@@ -241,12 +241,19 @@ def _main(capsys, *args):
     return code, err
 
 
-def test_network_too_wide_for_a_core(make_ckpt, tmp_path, capsys):
-    torch.save(make_ckpt([64, 4097, 10]), tmp_path / "wide.pt")
-    code, err = _main(capsys, "export", tmp_path / "wide.pt", "-o", tmp_path / "b", "-q")
+def _export_refused(capsys, tmp_path, ckpt, *args) -> str:
+    """Export `ckpt` through the CLI; assert it fails with exit 1, one stderr line and
+    no build directory; return that line."""
+    torch.save(ckpt, tmp_path / "m.pt")
+    code, err = _main(capsys, "export", tmp_path / "m.pt", *args, "-o", tmp_path / "b", "-q")
     assert code == 1 and len(err) == 1, err
-    assert "layer1" in err[0] and "fan-in 4097" in err[0] and "4096" in err[0]
     assert not (tmp_path / "b").exists()
+    return err[0]
+
+
+def test_network_too_wide_for_a_core(make_ckpt, tmp_path, capsys):
+    err = _export_refused(capsys, tmp_path, make_ckpt([64, 4097, 10]))
+    assert "layer1" in err and "fan-in 4097" in err and "4096" in err
 
 
 def test_network_needs_more_cores_than_the_chip(make_ckpt, tmp_path, capsys, monkeypatch):
@@ -255,28 +262,20 @@ def test_network_needs_more_cores_than_the_chip(make_ckpt, tmp_path, capsys, mon
     import hw_targets
     small = dataclasses.replace(hw_targets.LOIHI, name="loihi-2core", cores=2)
     monkeypatch.setitem(hw_targets.TARGETS, small.name, small)
-    torch.save(make_ckpt([64, 12, 8, 10]), tmp_path / "m.pt")
-    code, err = _main(capsys, "export", tmp_path / "m.pt", "--target", "loihi-2core", "-o",
-                      tmp_path / "b", "-q")
-    assert code == 1 and len(err) == 1 and "needs 3 cores, loihi-2core has 2" in err[0], err
-    assert not (tmp_path / "b").exists()
+    err = _export_refused(capsys, tmp_path, make_ckpt([64, 12, 8, 10]), "--target", "loihi-2core")
+    assert "needs 3 cores, loihi-2core has 2" in err, err
 
 
 def test_threshold_out_of_range_after_calibration(make_ckpt, tmp_path, capsys):
     """Weights 10^4 times the threshold: the integer threshold rounds to 0."""
-    torch.save(make_ckpt([64, 12, 10], weight_scale=1e5), tmp_path / "m.pt")
-    code, err = _main(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "b", "-q")
-    assert code == 1 and len(err) == 1, err
-    assert "layer0" in err[0] and "threshold mantissa 0" in err[0] and "131071" in err[0]
-    assert not (tmp_path / "b").exists()
+    err = _export_refused(capsys, tmp_path, make_ckpt([64, 12, 10], weight_scale=1e5))
+    assert "layer0" in err and "threshold mantissa 0" in err and "131071" in err
 
 
 def test_decay_out_of_range_for_the_chip(make_ckpt, tmp_path, capsys):
     """i_decay 0 is a valid float model but not a Loihi current decay (du = -1)."""
-    torch.save(make_ckpt([64, 12, 10], i_decay=0), tmp_path / "m.pt")
-    code, err = _main(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "b", "-q")
-    assert code == 1 and len(err) == 1, err
-    assert "layer0" in err[0] and "current decay" in err[0] and "i_decay=0" in err[0]
+    err = _export_refused(capsys, tmp_path, make_ckpt([64, 12, 10], i_decay=0))
+    assert "layer0" in err and "current decay" in err and "i_decay=0" in err
 
 
 def test_output_parent_is_a_file(make_ckpt, tmp_path, capsys):
