@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import hw_targets
 from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
-from . import checkpoint, data, emulator
+from . import checkpoint, data, emulator, interrupts
 from .errors import BuildError, DatasetError, DeployError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
@@ -193,7 +190,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with _signals_held():   # a signal now arrives after `tmp` is set: it is removed below
+        with interrupts.held():   # a signal now arrives after `tmp` is set: it is removed below
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
@@ -203,7 +200,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         _replace_dir(tmp, out)
     except BaseException as e:
         if tmp is not None:
-            with _signals_held():
+            with interrupts.held():
                 shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
             what = "write the build" if tmp is not None else "create the build directory"
@@ -230,29 +227,12 @@ def calibration_summary(c: dict, target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def _signals_held():
-    """Ctrl-C and SIGTERM wait until the block is done, then reach their usual handler.
-    (Python runs signal handlers in the main thread only; elsewhere nothing is held.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    before = {s: signal.signal(s, lambda n, _frame: got.append(n))
-              for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-        if got:
-            signal.raise_signal(got[0])
-
-
 def _replace_dir(new: Path, out: Path) -> None:
     """Rename the complete build `new` to `out`. An existing `out` is moved aside, and
-    put back if the rename fails; signals wait, so the old build is never lost."""
-    with _signals_held():
+    put back if the rename fails; signals wait, so the old build is never lost. A signal
+    that came earlier and was swallowed (interrupts.check) stops it before anything moves."""
+    with interrupts.held():
+        interrupts.check()
         if not out.exists():
             new.rename(out)
             return

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 
 from .data import ENCODINGS
 from .errors import ModelFileError, UnsupportedLayerError
+from .interrupts import atomic_path
 from .ir import DeployGraph, Layer
 from .regulator import AHSARConfig
 from .snn import METHODS, SNN
@@ -63,17 +62,10 @@ def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
 
 
 def save(ckpt: dict, path: str | Path) -> None:
-    """Write atomically: a temp file beside the target, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write atomically (interrupts.atomic_path): a temp file beside the target, renamed
+    into place when complete, removed on any error or interrupt."""
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256(path: str | Path) -> str:

@@ -1,7 +1,8 @@
 """Command line: ahsar {train,export,run,energy,inspect}; ahsar-export = ahsar export.
 
 Errors print one line on stderr and exit 1; logs go to stderr; --json prints one JSON
-object on stdout.
+object on stdout. Ctrl-C and SIGTERM print one line and exit 130 / 143 (interrupts.py).
+Only light standard modules are imported before main() installs the signal handlers.
 """
 from __future__ import annotations
 
@@ -9,30 +10,22 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from . import interrupts
 
 log = logging.getLogger("ahsar")
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with interrupts.atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    _write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def cmd_train(a) -> dict:
@@ -80,7 +73,7 @@ def cmd_export(a) -> dict:
     return {"build": str(a.output), **m}
 
 
-def _run_backend(a, graph, backend: str, x: np.ndarray, y: np.ndarray):
+def _run_backend(a, graph, backend: str, x, y):
     from exporters import BACKENDS
     from .errors import BackendError
     if backend not in BACKENDS:
@@ -92,6 +85,8 @@ def _run_backend(a, graph, backend: str, x: np.ndarray, y: np.ndarray):
 
 
 def cmd_run(a) -> dict:
+    import numpy as np
+
     from .build import eval_inputs, load
     from .energy import count
     graph, _ = load(a.build)
@@ -314,23 +309,53 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    before = signal.signal(signal.SIGTERM, _interrupt)   # SIGTERM cleans up like Ctrl-C
+    """Run one command; returns the exit code: 0, 1 (bad input), 2 (bug or bad arguments),
+    130 / 143 (interrupted by SIGINT / SIGTERM; one line on stderr, no traceback).
+
+    argv None (the installed commands, ``python -m``): the process ends here with
+    os._exit once stdout and stderr are flushed. Every file is closed by then, and the
+    interpreter's teardown after torch takes most of a second, during which CPython puts
+    back the default signal handlers (so a signal would kill it). A list (in-process use,
+    tests): returns, and the previous handlers are restored."""
+    interrupts.install()   # first: a signal during the imports below is handled too
     try:
+        code = _main(argv)
+    except SystemExit as e:   # argparse: --help, bad arguments (message already printed)
+        if argv is not None:
+            interrupts.uninstall()
+            raise
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if argv is not None:
+        interrupts.uninstall()
+        return code
+    for stream in (sys.stdout, sys.stderr):
         try:
-            args = parser().parse_args(argv)   # imports torch: can take seconds
-        except KeyboardInterrupt:
-            print("ahsar: interrupted while starting; nothing was written", file=sys.stderr)
-            return 130
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe (`| head`): nothing more to say
+            pass
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
+    cmd = None
+    try:
+        args = parser().parse_args(argv)   # imports torch: can take seconds
+        interrupts.check()
+        cmd = args.cmd
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(message)s", stream=sys.stderr)
-        return _dispatch(args)
-    finally:   # a SIGTERM after the work is done ends the process quietly, as before main
-        signal.signal(signal.SIGTERM, before)
+        code = _dispatch(args)
+        interrupts.check()   # a signal swallowed after the last check: the work is done
+        return code
+    except interrupts.Interrupted as e:
+        what = (f"ahsar {cmd}: interrupted by {e.signal_name}; no output was left half-written "
+                f"(each file is the old one or the complete new one)" if cmd else
+                f"ahsar: interrupted by {e.signal_name} while starting; nothing was written")
+        print(what, file=sys.stderr)
+        return e.exit_code
+    finally:
+        interrupts.closing()   # from here on SIGINT and SIGTERM are ignored
 
 
 def _dispatch(args) -> int:
@@ -340,9 +365,6 @@ def _dispatch(args) -> int:
     except DeployError as e:
         print(f"ahsar {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"ahsar {args.cmd}: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
     except Exception as e:  # a bug, not bad input: still one line; AHSAR_DEBUG=1 re-raises
         if os.environ.get("AHSAR_DEBUG"):
             raise
@@ -355,7 +377,11 @@ def _dispatch(args) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    return main(["export", *(sys.argv[1:] if argv is None else argv)])
+    """`ahsar-export ARGS` = `ahsar export ARGS` (argv None: the process's own arguments)."""
+    if argv is None:
+        sys.argv[1:1] = ["export"]
+        return main()
+    return main(["export", *argv])
 
 
 if __name__ == "__main__":

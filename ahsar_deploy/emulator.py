@@ -17,6 +17,7 @@ import numpy as np
 
 from hw_targets import LoihiTarget, LOIHI
 
+from . import interrupts
 from .ir import DeployGraph, Layer
 
 
@@ -31,7 +32,11 @@ def _chunked(fn):
         step = max(1, CHUNK_ELEMENTS // per_sample)
         if x.shape[0] <= step:
             return fn(layer, x, *args, **kw)
-        return np.concatenate([fn(layer, x[i:i + step], *args, **kw) for i in range(0, x.shape[0], step)])
+        parts = []
+        for i in range(0, x.shape[0], step):
+            interrupts.check()
+            parts.append(fn(layer, x[i:i + step], *args, **kw))
+        return np.concatenate(parts)
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
@@ -46,6 +51,7 @@ def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
     for t in range(cur.shape[1]):
+        interrupts.check()
         u = du * u + cur[:, t]
         v = dv * v + u
         s = v > th
@@ -93,6 +99,7 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.nd
     v = np.zeros_like(u)
     out = np.zeros(a.shape, dtype=bool)
     for t in range(a.shape[1]):
+        interrupts.check()
         dc = _trunc_decay(u, keep_u) + a[:, t]
         u = np.where(dc > m, dc - 2 * m, dc)          # u wraps (Lava's two-sided where)
         u = np.where(u <= -m, dc + 2 * m, u)

@@ -38,8 +38,6 @@ included, so it is a lower bound.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -47,6 +45,8 @@ import hw_targets
 from hw_targets.cmos45 import BASELINE
 
 from .errors import DeployError, UnsupportedLayerError
+from . import interrupts
+from .interrupts import atomic_path
 from .ir import DeployGraph
 from .passes.map import map_layers
 
@@ -71,6 +71,7 @@ def _conv_events_per_step(layer, x: np.ndarray, kernel: np.ndarray) -> np.ndarra
     out = np.zeros(x.shape[1], dtype=np.int64)
     chunk = max(1, (1 << 22) // max(1, x.shape[1] * layer.n_out))
     for i in range(0, x.shape[0], chunk):     # float32 exact: counts < 2**24
+        interrupts.check()
         y = ones.synaptic_input(x[i:i + chunk], np.float32)
         out += np.rint(y.sum(axis=(0, 2), dtype=np.float64)).astype(np.int64)
     return out
@@ -339,7 +340,8 @@ def plot(report: dict, path) -> None:
     c.set_ylabel("nJ per inference (operations, no static)")
     c.set_title("SNN on each chip vs ANN baseline (45 nm)")
     fig.tight_layout()
-    tmp = Path(path).with_name(f".tmp-{Path(path).name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)               # never a half-written PNG
+    try:
+        with atomic_path(path) as tmp:   # never a half-written PNG
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data as datamod
+from . import interrupts
 from .checkpoint import make_checkpoint
 from .regulator import AHSARConfig
 from .snn import SNN, cnn_specs, split_method
@@ -30,6 +31,7 @@ def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int, encoding: str
     enc = datamod.encode(x, steps, encoding)
     with torch.no_grad():
         for i in range(0, len(x), batch):
+            interrupts.check()
             xb = torch.from_numpy(enc[i:i + batch]).float()
             yb = torch.from_numpy(y[i:i + batch])
             counts, spikes = model(xb)
@@ -96,6 +98,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
         bar = tqdm(range(0, len(order), batch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    leave=False, disable=None if progress else True)   # None: only on a terminal
         for i in bar:
+            interrupts.check()
             idx = order[i:i + batch]
             xb = datamod.encode(datamod.shift(x_tr[idx], ds.shape, augment_shift, rng), steps,
                                 encoding, seed=int(rng.integers(1 << 31)))

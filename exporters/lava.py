@@ -16,7 +16,8 @@ t % T == reset_offset + 1 + i, so with reset_offset=1 each sample starts from ze
 state; layer i's spikes for sample k, step tau appear at time kT + tau + 2 + i (one
 step of delay per Dense). Lava runs in a child process in chunks of CHUNK steps (sinks
 read after each chunk; ENV.md: long runs and big Var.get() calls can hang), under a
-timeout, so a hang becomes an error.
+timeout, so a hang becomes an error. The worker runs in its own session: an interrupt or
+a timeout kills its whole process group (worker and Lava's forked processes), reaped.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ahsar_deploy import interrupts
 from ahsar_deploy.errors import BackendError
 from ahsar_deploy.ir import DeployGraph
 
@@ -129,34 +131,64 @@ def _forward(stream, tail: list[bytes], show: bool) -> None:
             tail.pop(0)
 
 
+def _wait(proc: subprocess.Popen, timeout_s: float) -> None:
+    """Wait for the worker; every 0.1 s see whether Ctrl-C or SIGTERM came (interrupts.check
+    raises Interrupted). Raises subprocess.TimeoutExpired after timeout_s seconds."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None:
+        interrupts.check()
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        try:
+            proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker's process group (the worker and Lava's processes) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:   # already gone
+        pass
+    proc.wait()
+
+
 def run(build_dir: str | Path, spikes: np.ndarray, steps: int, timeout_s: float = 1800,
         progress: bool = True) -> list[np.ndarray]:
     """Run BUILD/model.net in Lava on spikes (N, T, F); per-layer spikes (N, T, n)."""
     net_path = Path(build_dir) / "model.net"
-    with tempfile.TemporaryDirectory(prefix="ahsar-lava-") as tmp:
+    with interrupts.temporary_directory("ahsar-lava-") as tmp:
         in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(in_path, spikes=spikes.astype(np.uint8))
         cmd = [sys.executable, "-c",
                "import sys, json; from exporters.lava import _worker; _worker(*json.loads(sys.argv[1]))",
                json.dumps([str(net_path), in_path, out_path, steps])]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
         tail: list[bytes] = []
-        show = progress and sys.stderr.isatty()
-        pump = threading.Thread(target=_forward, args=(proc.stderr, tail, show), daemon=True)
-        pump.start()
+        proc = pump = None
         try:
-            proc.wait(timeout=timeout_s)
+            with interrupts.held():   # an interrupt lands after `proc` is set: it is killed below
+                # its own session: a terminal's Ctrl-C reaches only us, and killpg ends the
+                # worker with every Lava process it forked
+                # TMPDIR: multiprocessing's pymp-* folders go where we remove them, killed or not
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
+            show = progress and sys.stderr.isatty()
+            pump = threading.Thread(target=_forward, args=(proc.stderr, tail, show), daemon=True)
+            pump.start()
+            _wait(proc, timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill(proc)
             raise BackendError(f"lava: no result within {timeout_s:.0f} s; run stopped "
                                f"(use fewer --samples or a larger --timeout)") from None
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if proc is not None:
+                with interrupts.held():
+                    _kill(proc)
             raise
         finally:
-            pump.join(timeout=5)
+            if pump is not None:
+                pump.join(timeout=5)
         if proc.returncode != 0 or not os.path.exists(out_path):
             lines = [ln for ln in b"".join(tail).decode(errors="replace").splitlines() if ln.strip()]
             raise BackendError(f"lava: simulation failed ({lines[-1].strip() if lines else f'exit {proc.returncode}'})")

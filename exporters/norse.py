@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ahsar_deploy import interrupts
 from ahsar_deploy.errors import BackendError
 from ahsar_deploy.ir import DeployGraph
 
@@ -66,6 +67,7 @@ def run_nir(nir_path: str | Path, spikes: np.ndarray) -> list[np.ndarray]:
     try:
         with torch.no_grad():
             for t in range(t_steps):
+                interrupts.check()
                 _, state = module(x[:, t], state)
     finally:
         for h in hooks:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from hw_targets import LoihiTarget
 
+from .. import interrupts
 from ..emulator import layer_float, layer_int
 from ..errors import TargetError
 from ..ir import DeployGraph, Layer
@@ -63,6 +64,7 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
         wmax = np.abs(layer.weight)
         best = None
         for qnt in (QUANTILES if scales is None or scales[i] is None else (None,)):
+            interrupts.check()
             if qnt is None:
                 k = scales[i]
             else:

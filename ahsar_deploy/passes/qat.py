@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from hw_targets import LoihiTarget
 
+from .. import interrupts
 from ..ir import DeployGraph
 from ..snn import CubaLIF
 
@@ -67,6 +68,7 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
         total = 0.0
         for i in tqdm(range(0, len(order), batch), desc=f"qat {epoch + 1}/{epochs}", leave=False,
                       disable=None if progress else True):
+            interrupts.check()
             h = xt[order[i:i + batch]].double()
             for m in mods:
                 h = m(h)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import interrupts
 from ..emulator import run
 from ..ir import DeployGraph
 
@@ -35,6 +36,7 @@ def lasso_fista(phi: np.ndarray, target: np.ndarray, alpha: float, iterations: i
     w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b)          # ridge warm start
     y, t = w.copy(), 1.0
     for _ in range(iterations):
+        interrupts.check()
         z = y - (g @ y - b) / lip
         w_new = np.sign(z) * np.maximum(np.abs(z) - alpha / lip, 0.0)
         t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
