@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
 	  "networkx<=2.8.7" "scikit-learn>=1.5,<2" "h5py>=3.7,<4" "matplotlib<4" \
 	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
-	  "tqdm>=4.60" "pytest>=7" "hypothesis>=6" && \
+	  "tqdm>=4.60" "pytest>=7" "pytest-xdist>=3.5" "hypothesis>=6" && \
 	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
 	$(PIP) --no-deps snntorch==1.0.0 sinabs==3.1.3 "pbr>=5" && \
 	$(PIP) --no-deps -e . && \
@@ -58,8 +58,9 @@ demo: install
 	$(BIN)/ahsar run $(BUILD)/loihi --backend lava --data digits --samples $(SAMPLES)
 	$(BIN)/ahsar energy $(BUILD)/loihi --data digits --samples $(SAMPLES)
 
+# Two pytest workers (2 cores): the suite's time is mostly processes starting torch and Lava.
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
