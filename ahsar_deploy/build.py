@@ -21,10 +21,11 @@ from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
 from . import checkpoint, data, emulator, interrupts
-from .errors import BuildError, DatasetError, DeployError
+from .errors import BuildError, DatasetError, DeployError, FidelityError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
 from .passes.check import check, check_size
+from .passes.fidelity import fidelity, warning_line
 from .passes.fold import fold
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,15 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
            calib_samples: int = 512, progress: bool = True, qat: str = "auto",
            refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
            calib: str | Path | None = None, dataset: str | None = None, steps: int | None = None,
-           dt_s: float | None = None, nir_tau: str = "seconds") -> dict:
+           dt_s: float | None = None, nir_tau: str = "seconds", strict: bool = False) -> dict:
     """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
 
     Calibration data: `calib` (a .npy file, see load_calibration) or the training split.
     qat: "auto" fine-tunes when quantization costs more than tolerance_pp validation
     accuracy, "on" always, "off" never. refit: try the convex readout refit and keep it
-    if validation accuracy does not drop. Every variant is reported in calibration.json.
+    if validation accuracy does not drop. Every variant is reported in calibration.json, and
+    so is the fidelity pass (passes/fidelity.py): each finding is logged as one `warning:`
+    line, and strict=True raises FidelityError instead of writing the build.
     model: a checkpoint, or a NIR graph (*.nir) with dataset and steps for calibration
     (dt_s and nir_tau: how its time constants map to Loihi decays, exporters/nir_import.py).
     """
@@ -166,6 +169,17 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
     acc["chosen"] = chosen
     qgraph = check(qgraph, target)
+    fid = fidelity(folded, qgraph, x_cal, target)
+    if chosen != "quantized" and "import" in graph.notes:   # the user's own weights were changed
+        log.warning("warning: %s changed your model's weights (validation accuracy: float %.2f %%, deployed "
+                    "%.2f %%); --qat off --no-refit deploys them as they are", chosen,
+                    100 * acc["float"], 100 * acc[chosen])
+    for f in fid["findings"]:
+        log.warning("%s", warning_line(f))
+    if strict and fid["findings"]:
+        f = fid["findings"][0]
+        raise FidelityError(f"--strict: {f['layer']}: {f['cause']}: {f['detail']} ({len(fid['findings'])} "
+                            f"finding(s); without --strict they are warnings); nothing was written")
     for r in reports:
         log.info("calibrate %s: scale %.2f vth %d, spike agreement %.4f (%d changed), %d weights clipped",
                  r.name, r.scale, r.vth, r.spike_agreement, r.spikes_changed, r.weights_clipped)
@@ -186,7 +200,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_samples": len(val_y), "tolerance_pp": tolerance_pp,
-                   "validation_accuracy": acc, "layers": [asdict(r) for r in reports]}
+                   "validation_accuracy": acc, "layers": [asdict(r) for r in reports],
+                   "fidelity": fid}
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,13 +239,22 @@ def calibration_summary(c: dict, target: str) -> str:
     for r in c["layers"]:
         lines.append(f"| {r['name']} | {r['scale']:.3f} | {r['vth']} | {r['weights_clipped']} | "
                      f"{r['spike_agreement']:.5f} | {r['spikes_changed']} |")
+    fid = c.get("fidelity")
+    if fid:
+        lines += ["", "## Fidelity", "",
+                  "| layer | u wraps | v saturations | neuron-steps | threshold error | worst-case u / 2**23 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {l['layer']} | {l['u_wrap']} | {l['v_saturate']} | {l['neuron_steps']} | "
+                  f"{l['threshold_error']:.2%} | {l['u_bound'] / 2 ** 23:.2f} |" for l in fid["layers"]]
+        lines += [""] + ([f"- **{f['layer']}, {f['cause']}**: {f['detail']}. Fix: {f['fix']}."
+                          for f in fid["findings"]] or ["No finding: nothing seen that makes the chip differ."])
     return "\n".join(lines) + "\n"
 
 
 def _replace_dir(new: Path, out: Path) -> None:
     """Rename the complete build `new` to `out`. An existing `out` is moved aside, and
     put back if the rename fails; signals wait, so the old build is never lost. A signal
-    that came earlier and was swallowed (interrupts.check) stops it before anything moves."""
+    recorded earlier (interrupts.check) stops it before anything moves."""
     with interrupts.held():
         interrupts.check()
         if not out.exists():

@@ -67,7 +67,7 @@ def cmd_export(a) -> dict:
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
-               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau)
+               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -113,7 +113,8 @@ def cmd_run(a) -> dict:
 def cmd_energy(a) -> dict:
     import hw_targets
     from .build import eval_inputs, load
-    from .energy import check_sparsity, compare_targets, count, estimate, markdown, plot, table
+    from .energy import (check_sparsity, compare_targets, count, counters_from_json, estimate,
+                         markdown, plot, table)
     from .errors import DeployError
     graph, _ = load(a.build)
     target = hw_targets.energy_model(a.target or graph.target)
@@ -123,12 +124,12 @@ def cmd_energy(a) -> dict:
     counters = samples = None
     try:
         prev = json.loads(cached.read_text()) if cached.is_file() else {}
-        if (prev.get("dataset") == dataset and prev.get("samples") == len(y)
-                and all("per_step" in c for c in prev["counters"])):   # older runs lack them
-            counters, samples = prev["counters"], prev["samples"]
+        if prev.get("dataset") == dataset and prev.get("samples") == len(y):
+            counters, samples = counters_from_json(prev.get("counters"), graph, len(y)), len(y)
             log.info("using spike counts of %s (%d samples)", cached.name, samples)
-    except (ValueError, KeyError, AttributeError):
-        log.warning("ignoring unreadable %s", cached.name)
+    except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or from an older version
+        log.warning("warning: ignoring %s (%s); running %s again", cached.name,
+                    " ".join(str(e).split())[:120], a.backend)
     if counters is None:
         spikes, _ = _run_backend(a, graph, a.backend, x, y)
         counters, samples = count(graph, x, spikes), len(y)
@@ -223,6 +224,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the build (exit 1, nothing written) if the fidelity pass finds any "
+                        "cause for the chip to differ from the model (overflow, silenced neurons, ...)")
     p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
     p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
     p.add_argument("--dt", type=float, default=None,
@@ -346,7 +350,7 @@ def _main(argv: list[str] | None) -> int:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(message)s", stream=sys.stderr)
         code = _dispatch(args)
-        interrupts.check()   # a signal swallowed after the last check: the work is done
+        interrupts.check()   # a signal since the last check: the work is done, but it was asked
         return code
     except interrupts.Interrupted as e:
         what = (f"ahsar {cmd}: interrupted by {e.signal_name}; no output was left half-written "

@@ -42,7 +42,10 @@ def _chunked(fn):
 
 
 @_chunked
-def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
+def layer_float(layer: Layer, x: np.ndarray, ranges: dict | None = None) -> np.ndarray:
+    """Float CUBA-LIF layer on spikes x (N, T, n_in) -> spikes (N, T, n_out) bool.
+    ranges: if a dict, its "u" and "v" become the largest |u| and |v| (v before reset) seen,
+    in the layer's float units (passes/calibrate.py keeps the integer states in range)."""
     cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
@@ -54,6 +57,9 @@ def layer_float(layer: Layer, x: np.ndarray) -> np.ndarray:
         interrupts.check()
         u = du * u + cur[:, t]
         v = dv * v + u
+        if ranges is not None:
+            ranges["u"] = max(ranges.get("u", 0.0), float(np.abs(u).max(initial=0.0)))
+            ranges["v"] = max(ranges.get("v", 0.0), float(np.abs(v).max(initial=0.0)))
         s = v > th
         v[s] = 0.0
         out[:, t] = s
@@ -87,7 +93,11 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
 
 
 @_chunked
-def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.ndarray:
+def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
+              events: dict | None = None) -> np.ndarray:
+    """Lava's fixed-point layer on spikes x (N, T, n_in) -> spikes (N, T, n_out) bool.
+    events: if a dict, "u_wrap" and "v_saturate" are increased by the neuron-steps where
+    the 24-bit current wrapped and the voltage was clipped (passes/fidelity.py)."""
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
     m = target.state_max
@@ -103,7 +113,11 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np.nd
         dc = _trunc_decay(u, keep_u) + a[:, t]
         u = np.where(dc > m, dc - 2 * m, dc)          # u wraps (Lava's two-sided where)
         u = np.where(u <= -m, dc + 2 * m, u)
-        v = np.clip(_trunc_decay(v, keep_v) + u, -m + 1, m - 1)   # v saturates
+        v_raw = _trunc_decay(v, keep_v) + u
+        v = np.clip(v_raw, -m + 1, m - 1)             # v saturates
+        if events is not None:
+            events["u_wrap"] = events.get("u_wrap", 0) + int(np.count_nonzero(u != dc))
+            events["v_saturate"] = events.get("v_saturate", 0) + int(np.count_nonzero(v != v_raw))
         s = v > vth
         v[s] = 0
         out[:, t] = s

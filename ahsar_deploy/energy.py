@@ -44,9 +44,8 @@ import numpy as np
 import hw_targets
 from hw_targets.cmos45 import BASELINE
 
-from .errors import DeployError, UnsupportedLayerError
 from . import interrupts
-from .interrupts import atomic_path
+from .errors import DeployError, UnsupportedLayerError
 from .ir import DeployGraph
 from .passes.map import map_layers
 
@@ -103,12 +102,40 @@ def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]
             "updates_active": active * n,
             "updates_inactive": (x.shape[0] - active) * n,
         }
-        step = {k: [int(v) for v in step[k]] for k in STEP_KEYS}
-        rows.append({"layer": layer.name, "neurons": n, "fan_in": layer.n_in,
-                     **{k: sum(v) for k, v in step.items()},
-                     "rate": float(s.mean()), "per_step": step})
+        rows.append(_row(layer, {k: [int(v) for v in step[k]] for k in STEP_KEYS}, s.shape[0]))
         x = s.reshape(s.shape[0], s.shape[1], -1)
     return rows
+
+
+def _row(layer, step: dict, samples: int) -> dict:
+    """One layer's counters: totals and rate from the per-step counts (lists of ints)."""
+    n = layer.n_out
+    return {"layer": layer.name, "neurons": n, "fan_in": layer.n_in,
+            **{k: sum(v) for k, v in step.items()},
+            "rate": sum(step["spikes"]) / (n * len(step["spikes"]) * samples), "per_step": step}
+
+
+def counters_from_json(rows, graph: DeployGraph, samples: int) -> list[dict]:
+    """The counters of `count`, rebuilt from the per-step counts a saved run holds
+    (run-BACKEND.json: untrusted, so totals are recomputed, never read).
+
+    Raises ValueError naming the first layer and field that do not fit the build."""
+    if not isinstance(rows, list) or len(rows) != len(graph.layers):
+        raise ValueError(f"counters: expected a list of {len(graph.layers)} layers")
+    out = []
+    for layer, r in zip(graph.layers, rows):
+        ps = r.get("per_step") if isinstance(r, dict) else None
+        if not isinstance(ps, dict):
+            raise ValueError(f"{layer.name}: no per-step counts")
+        for k in STEP_KEYS:
+            v = ps.get(k)
+            if not (isinstance(v, list) and len(v) == graph.steps
+                    and all(type(c) is int and c >= 0 for c in v)):
+                raise ValueError(f"{layer.name}: per_step.{k} is not {graph.steps} non-negative integers")
+        if max(ps["spikes"]) > layer.n_out * samples:
+            raise ValueError(f"{layer.name}: more spikes in a step than {layer.n_out} neurons x {samples} samples")
+        out.append(_row(layer, {k: ps[k] for k in STEP_KEYS}, samples))
+    return out
 
 
 def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
@@ -341,7 +368,7 @@ def plot(report: dict, path) -> None:
     c.set_title("SNN on each chip vs ANN baseline (45 nm)")
     fig.tight_layout()
     try:
-        with atomic_path(path) as tmp:   # never a half-written PNG
+        with interrupts.atomic_path(path) as tmp:   # never a half-written PNG
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)

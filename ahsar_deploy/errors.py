@@ -25,5 +25,9 @@ class BuildError(DeployError):
     """A build directory is missing, incomplete or already exists."""
 
 
+class FidelityError(DeployError):
+    """--strict: the integer build differs from the float model for a named cause."""
+
+
 class BackendError(DeployError):
     """A backend is unknown, failed, or timed out."""

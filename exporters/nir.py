@@ -1,7 +1,9 @@
 """NIR export: the deployed network as a standard NIR graph (neuromorphs/NIR 1.0).
 
 Nodes: Input -> per layer (Linear | Conv2d) -> CubaLIF -> ... -> Output, with a Flatten
-node before a Linear that follows a Conv2d. Shapes are NIR's, without a batch dimension:
+node before a Linear that follows a Conv2d. A layer without voltage leak (v_decay 0) is
+written as IF (i_decay 4096) or LI -> IF (i_decay < 4096) instead of the CubaLIF (see
+_neurons: a CubaLIF with tau_mem = inf never integrates its input). Shapes are NIR's, without a batch dimension:
 Input (n,) or (C, H, W); Conv2d input_shape (H, W), weight (C_out, C_in, kh, kw);
 CubaLIF parameters shaped like the layer output, (n,) or (C_out, H_out, W_out).
 
@@ -47,12 +49,24 @@ DT_S = 2.0 ** -10            # seconds per time step (see the module docstring)
 PRODUCER = "ahsar-deploy"
 
 
-def _neuron(l: Layer) -> nir.CubaLIF:
+def _neurons(l: Layer, i: int) -> dict:
+    """The NIR nodes of layer l's neurons, in chain order: {name: node}. The spiking node is
+    always f"lif{i}" and carries the layer's metadata.
+
+    v_decay > 0: one CubaLIF (module docstring). v_decay = 0 (no voltage leak, e.g. every
+    imported IF layer): NIR's CubaLIF cannot hold it (tau_mem = inf makes dt/tau_mem = 0, so
+    v never integrates), so it is written exactly as
+        i_decay = 4096: IF (r = 1):            v[t] = v + W x[t]           (u = W x: no memory)
+        i_decay < 4096: LI -> IF (r = 1), LI with tau = tau_syn, r = tau/dt, v_leak = 0:
+                        u[t] = u + dt/tau (-u + r W x[t]) = (1 - i_decay/4096) u + W x[t]
+    IF is read per step (v += r I, as sinabs and norse's from_nir run it, and as
+    nir_import.py reads it), not as v += dt r I. norse's from_nir has no LI, so the norse
+    backend refuses the LI -> IF form (exporters/norse.py)."""
     shape = l.out_shape
     a_i, a_v = l.i_decay / 4096.0, l.v_decay / 4096.0
     tau_syn = DT_S / a_i if a_i > 0 else np.inf
-    tau_mem = DT_S / a_v if a_v > 0 else np.inf
     th = float(l.vth) if l.vth is not None else l.neuron_thresholds().reshape(shape)
+    th = np.broadcast_to(th, shape).astype(np.float64)
     meta = {"layer": l.name, "kind": l.kind, "i_decay": l.i_decay, "v_decay": l.v_decay,
             "reset": l.reset, "regulated": int(l.regulated),
             "train_rate": np.nan if l.train_rate is None else float(l.train_rate)}
@@ -60,11 +74,20 @@ def _neuron(l: Layer) -> nir.CubaLIF:
         meta.update({"vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
                      "weight_int": np.asarray(l.weight, dtype=np.int32),
                      "scale": np.nan if l.scale is None else float(l.scale)})
-    return nir.CubaLIF(
+    if l.v_decay == 0:
+        nodes = {}
+        if l.i_decay != 4096:
+            nodes[f"cur{i}"] = nir.LI(tau=np.full(shape, tau_syn), r=np.full(shape, tau_syn / DT_S),
+                                      v_leak=np.zeros(shape),
+                                      metadata={"layer": l.name, "role": f"synaptic current of lif{i}"})
+        nodes[f"lif{i}"] = nir.IF(r=np.ones(shape), v_threshold=th, v_reset=np.zeros(shape), metadata=meta)
+        return nodes
+    tau_mem = DT_S / a_v
+    return {f"lif{i}": nir.CubaLIF(
         tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
-        r=np.full(shape, tau_mem / DT_S if a_v > 0 else 1.0), v_leak=np.zeros(shape),
-        v_threshold=np.broadcast_to(th, shape).astype(np.float64), v_reset=np.zeros(shape),
-        w_in=np.full(shape, tau_syn / DT_S if a_i > 0 else 1.0), metadata=meta)
+        r=np.full(shape, tau_mem / DT_S), v_leak=np.zeros(shape),
+        v_threshold=th, v_reset=np.zeros(shape),
+        w_in=np.full(shape, tau_syn / DT_S if a_i > 0 else 1.0), metadata=meta)}
 
 
 def to_nir(graph: DeployGraph) -> nir.NIRGraph:
@@ -89,8 +112,12 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
                 edges.append((prev, f"flatten{i}"))
                 prev = f"flatten{i}"
             nodes[f"fc{i}"] = nir.Linear(weight=w, metadata={"layer": l.name})
-        nodes[f"lif{i}"] = _neuron(l)
-        edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
+        edges.append((prev, f"fc{i}"))
+        prev = f"fc{i}"
+        for k, node in _neurons(l, i).items():
+            nodes[k] = node
+            edges.append((prev, k))
+            prev = k
         prev, prev_layer = f"lif{i}", l
     nodes["output"] = nir.Output(output_type=np.array(graph.layers[-1].out_shape))
     edges.append((prev, "output"))
@@ -122,7 +149,7 @@ def graph_from_build_nir(path: str | Path) -> DeployGraph:
             raise BuildError(f"{path}: not a calibrated model.nir written by {PRODUCER}")
         names = str(meta["layer_order"]).split(",")
         by_name = {n.metadata.get("layer"): (k, n) for k, n in g.nodes.items()
-                   if isinstance(n, nir.CubaLIF)}
+                   if isinstance(n, (nir.CubaLIF, nir.IF))}     # the spiking node of each layer
         syn = {n.metadata.get("layer"): n for n in g.nodes.values()
                if isinstance(n, (nir.Linear, nir.Conv2d))}
         layers = []

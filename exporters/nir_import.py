@@ -424,6 +424,25 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                                          "input_shape": list(in_shape), "layers": report}})
 
 
+def _own_meta(meta: dict, key: str, kind: type, path) -> object:
+    """Field `key` of the metadata ahsar-deploy writes into model.nir (untrusted: any file
+    can claim to come from us), as `kind`; None if absent. Raises ModelFileError."""
+    if key not in meta:
+        return None
+    value = meta[key]
+    if isinstance(value, np.ndarray) and value.size == 1:   # HDF5 gives scalars back as arrays
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    ok = isinstance(value, str) if kind is str else (
+        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        and np.isfinite(value) and (kind is float or float(value).is_integer()))
+    if not ok:
+        raise ModelFileError(f"{path}: metadata {key!r} is {str(value)[:40]!r}, not a valid {kind.__name__}; "
+                             f"pass it on the command line (--data, --steps, --dt) or re-export the graph")
+    return kind(value)
+
+
 def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = None,
              dt_s: float | None = None, tau_convention: str = "seconds") -> DeployGraph:
     """Import stage for a .nir file. dataset/steps/dt default to the graph's metadata when
@@ -433,11 +452,12 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
     meta = g.metadata if isinstance(g.metadata, dict) else {}
     ours = meta.get("producer") == "ahsar-deploy"
     if dataset is None and ours:
-        dataset = str(meta.get("dataset"))
+        dataset = _own_meta(meta, "dataset", str, path)
     if steps is None and ours:
-        steps = int(meta.get("steps"))
+        steps = _own_meta(meta, "steps", int, path)
     if dt_s is None:
-        dt_s = float(meta["dt_s"]) if ours and "dt_s" in meta else 1e-3
+        dt_s = _own_meta(meta, "dt_s", float, path) if ours else None
+        dt_s = 1e-3 if dt_s is None else dt_s
     if dataset is None or steps is None:
         raise ModelFileError(f"{path}: a NIR graph carries no dataset or time steps; pass --data and --steps "
                              "for calibration")
@@ -451,7 +471,8 @@ def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = 
     g = read(path)
     meta = g.metadata if isinstance(g.metadata, dict) else {}
     if dt_s is None:
-        dt_s = float(meta["dt_s"]) if meta.get("producer") == "ahsar-deploy" and "dt_s" in meta else 1e-3
+        dt_s = _own_meta(meta, "dt_s", float, path) if meta.get("producer") == "ahsar-deploy" else None
+        dt_s = 1e-3 if dt_s is None else dt_s
     graph = from_graph(g, dataset="(none)", steps=1, dt_s=dt_s, tau_convention=tau_convention, where=str(path))
     imp = graph.notes["import"]
     layers = []

@@ -1,6 +1,7 @@
 """Command line: the pipeline end to end, and bad input (one line, non-zero, nothing written)."""
 import json
 import os
+import shutil
 
 import torch
 
@@ -124,3 +125,27 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     assert_one_line_error(cli("train", "--augment-shift", "-1", "-o", bad), "--augment-shift")
     assert_one_line_error(cli("train", "--epochs", "0", "-o", bad), "--epochs")
     assert not bad.exists()
+
+
+def test_damaged_cached_run_is_ignored_and_run_again(small_build, tmp_path, cli):
+    """`ahsar energy` reuses run-BACKEND.json only when it fits the build; a damaged or
+    forged one gets a warning and a new run (was exit 2), never a wrong estimate."""
+    out = tmp_path / "b"
+    shutil.copytree(small_build, out)
+    r = cli("run", out, "--backend", "emulator", "--samples", "20", "-q")
+    assert r.returncode == 0, r.stderr
+    good = json.loads((out / "run-emulator.json").read_text())
+    r = cli("energy", out, "--backend", "emulator", "--samples", "20", "--json", "-q")
+    want = json.loads(r.stdout)["total_j_per_inference"]
+    forged = [
+        {**good, "counters": 5},
+        {**good, "counters": good["counters"][:1]},
+        {**good, "counters": [{**c, "per_step": {**c["per_step"], "spikes": [-1] * 8}} for c in good["counters"]]},
+        {**good, "counters": [{**c, "spikes": 10 ** 9} for c in good["counters"]]},   # totals are recomputed
+        [1, 2, 3],
+    ]
+    for bad in forged:
+        (out / "run-emulator.json").write_text(json.dumps(bad))
+        r = cli("energy", out, "--backend", "emulator", "--samples", "20", "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["total_j_per_inference"] == want, r.stderr
+        assert ("warning: ignoring run-emulator.json" in r.stderr) == (bad is not forged[3]), r.stderr

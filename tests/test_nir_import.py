@@ -294,3 +294,19 @@ def test_cli_inspect_nir(tmp_path, cli):
     nir.write(str(tmp_path / "li.nir"), g)
     r = cli("inspect", tmp_path / "li.nir")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "node 'spk2' (LI)" in r.stderr
+
+
+def test_own_graph_with_bad_metadata_is_a_one_line_error(small_build, tmp_path, cli):
+    """A model.nir claiming to come from ahsar-deploy, without `steps` or with junk in it:
+    exit 1 and one line (was exit 2, an internal error)."""
+    g = nir.read(str(small_build / "model.nir"))
+    del g.metadata["steps"]
+    nir.write(str(tmp_path / "nosteps.nir"), g)
+    r = cli("export", tmp_path / "nosteps.nir", "-o", tmp_path / "b1", "-q")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--data and --steps" in r.stderr, r.stderr
+    g.metadata["steps"] = "many"
+    nir.write(str(tmp_path / "junk.nir"), g)
+    r = cli("export", tmp_path / "junk.nir", "-o", tmp_path / "b2", "-q")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "metadata 'steps' is 'many', not a valid int" in r.stderr
+    assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()

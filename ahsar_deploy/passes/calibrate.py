@@ -4,8 +4,11 @@ For a folded layer (threshold 1), an integer scale k maps it to the target's gri
 weights 2*round(k*W/2) clipped to [-256, 254] (Loihi's 8-bit mixed-sign weights are
 even, hw_targets/loihi.py) and threshold mantissa vth = round(k). Candidates for k put
 the largest weight, or a high quantile of |W| (clipping the few above it), at the top of
-the grid. The candidate whose integer spikes agree best with the float layer, both fed
-the spikes the already-quantized earlier layers produce, wins.
+the grid. Every candidate is capped so that the 24-bit states hold the largest |u| and
+|v| the float layer reaches on the calibration data with RANGE_MARGIN to spare (u wraps
+and v saturates on Loihi, hw_targets/loihi.py). The candidate whose integer spikes
+agree best with the float layer, both fed the spikes the already-quantized earlier
+layers produce, wins. passes/fidelity.py reports what still differs.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..errors import TargetError
 from ..ir import DeployGraph, Layer
 
 QUANTILES = (1.0, 0.9999, 0.999, 0.998, 0.995, 0.99)
+RANGE_MARGIN = 1.25   # integer states may grow 25 % beyond the calibration data's largest
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,12 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
                                    leave=False)):
         if not np.allclose(layer.threshold, layer.threshold[0]):
             raise TargetError(f"calibrate: {layer.name} has per-neuron thresholds; fold first")
-        ref = layer_float(layer, x)
+        ranges: dict = {}
+        ref = layer_float(layer, x, ranges=ranges)
+        peak = max(ranges.get("u", 0.0), ranges.get("v", 0.0)) * 2 ** target.act_shift * RANGE_MARGIN
+        k_range = (target.state_max - 1) / peak if peak > 0 else np.inf
         wmax = np.abs(layer.weight)
-        best = None
+        best = refused = None
         for qnt in (QUANTILES if scales is None or scales[i] is None else (None,)):
             interrupts.check()
             if qnt is None:
@@ -72,13 +79,20 @@ def calibrate(graph: DeployGraph, spikes: np.ndarray, target: LoihiTarget,
                 if top <= 0:
                     continue
                 k = target.weight_max / top
-            k = min(k, target.vth_max / float(layer.threshold[0]))
-            q, clipped = quantize_layer(layer, k, target)
+            k = min(k, target.vth_max / float(layer.threshold[0]), k_range)
+            try:
+                q, clipped = quantize_layer(layer, k, target)
+            except TargetError as e:   # e.g. one outlier weight makes vth round to 0: clip it
+                refused = e
+                continue
             s = layer_int(q, x, target)
             changed = int(np.count_nonzero(s != ref))
             if best is None or changed < best[0]:
                 best = (changed, q, s, LayerReport(layer.name, qnt, k, q.vth, clipped,
                                                    1 - changed / ref.size, changed))
+        if best is None and refused is not None:
+            raise TargetError(f"{refused} for every candidate scale (largest weight down to its "
+                              f"{QUANTILES[-1]:.0%} quantile)")
         if best is None:
             raise TargetError(f"calibrate: {layer.name} has all-zero weights")
         _, q, x, rep = best

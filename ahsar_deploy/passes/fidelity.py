@@ -1,0 +1,121 @@
+"""Fidelity: where and why the integer network can differ from the folded float one.
+
+Per layer, after calibration (and QAT or refit, whichever was kept), on the calibration
+inputs, each layer fed the integer spikes of the layers before it (as calibrate.py):
+
+- "current overflow": neuron-steps where the 24-bit current u wrapped around (Lava's
+  LIF wraps u, lava/proc/lif/models.py subthr_dynamics; HARDWARE.md section 1);
+- "voltage saturation": neuron-steps where v was clipped to +-(2**23 - 1);
+- "silenced neurons": neurons with non-zero float weights whose integer weights all
+  round to 0 (one threshold per layer: a neuron whose own threshold was far above the
+  layer's gets weights far below the grid's step);
+- "weight rounding": neurons that lose more than WEIGHT_LOSS of their summed |weight|
+  to rounding and clipping;
+- "threshold rounding": |vth - k| / k above THRESHOLD_ERROR (vth = round(k), weights
+  use k itself);
+- "current overflow possible": not seen on the data, but the static worst case over
+  any binary input (the largest |u| the weights allow in `steps` steps) passes 2**23;
+- and, reported without a warning, the spike agreement with the float layer.
+
+Each finding names the layer, the cause, its size and the fix; build.py prints one
+`warning:` line per finding and `--strict` refuses the build.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw_targets import LoihiTarget
+
+from ..emulator import layer_float, layer_int
+from ..ir import DeployGraph, Layer
+
+WEIGHT_LOSS = 0.5          # share of a neuron's summed |weight| lost to rounding
+THRESHOLD_ERROR = 0.01     # relative error of the rounded threshold
+
+
+def _u_bound(q: Layer, steps: int, target: LoihiTarget) -> float:
+    """Largest |u| any binary input can drive in `steps` steps (integer units): every input
+    with a positive (or every one with a negative) weight spiking at every step, u
+    decaying by (4096 - i_decay) / 4096 per step (truncation only shrinks it)."""
+    w = np.asarray(q.weight, dtype=np.float64).reshape(q.channels, -1) * 2.0 ** q.weight_exp
+    drive = max(np.clip(w, 0, None).sum(axis=1).max(initial=0), -np.clip(w, None, 0).sum(axis=1).min(initial=0))
+    keep = (target.decay_unity - q.i_decay) / target.decay_unity
+    return float(drive * 2 ** target.act_shift * sum(keep ** t for t in range(steps)))
+
+
+def _threshold_error(q: Layer) -> float:
+    exact = q.scale * float(q.threshold[0])
+    return abs(q.vth - exact) / exact
+
+
+def _findings(f: Layer, q: Layer, ev: dict, neuron_steps: int, bound: float, target) -> list[dict]:
+    out = []
+    if not ev["u_wrap"] and bound >= target.state_max:
+        out.append({"cause": "current overflow possible", "size": round(bound / target.state_max, 3),
+                    "detail": f"inputs stronger than the calibration data's can drive u to "
+                              f"{bound / target.state_max:.2f} x 2**23 (every input with a same-sign "
+                              f"weight spiking at every step), where it wraps",
+                    "fix": "calibrate on the strongest inputs you will run (--calib)"})
+    if ev["u_wrap"]:
+        out.append({"cause": "current overflow", "size": ev["u_wrap"],
+                    "detail": f"u wrapped at 24 bits on {ev['u_wrap']} of {neuron_steps} neuron-steps",
+                    "fix": "calibrate on inputs as strong as the ones you will run (--calib), or "
+                           "retrain with smaller weights or a faster current decay"})
+    if ev["v_saturate"]:
+        out.append({"cause": "voltage saturation", "size": ev["v_saturate"],
+                    "detail": f"v clipped at +-2**23 on {ev['v_saturate']} of {neuron_steps} neuron-steps",
+                    "fix": "calibrate on inputs as strong as the ones you will run (--calib), or "
+                           "retrain with a voltage leak (smaller tau_mem) or weaker inhibition"})
+    wf = np.asarray(f.weight, dtype=np.float64).reshape(f.channels, -1)
+    wq = np.asarray(q.weight, dtype=np.float64).reshape(q.channels, -1) * 2.0 ** q.weight_exp / q.scale
+    silenced = np.flatnonzero((wq == 0).all(axis=1) & (wf != 0).any(axis=1))
+    if silenced.size:
+        out.append({"cause": "silenced neurons", "size": int(silenced.size),
+                    "detail": f"{silenced.size} neuron(s) ({', '.join(map(str, silenced[:5]))}"
+                              f"{', ...' if silenced.size > 5 else ''}) have every weight rounded to 0",
+                    "fix": "one threshold per layer: their own thresholds were far above the layer's; "
+                           "retrain with per-layer thresholds or split the layer"})
+    total = np.abs(wf).sum(axis=1)
+    loss = np.divide(np.abs(wq - wf).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
+    lossy = np.flatnonzero((loss > WEIGHT_LOSS) & ~np.isin(np.arange(len(loss)), silenced))
+    if lossy.size:
+        out.append({"cause": "weight rounding", "size": int(lossy.size),
+                    "detail": f"{lossy.size} neuron(s) lose over {WEIGHT_LOSS:.0%} of their summed |weight| "
+                              f"(worst {loss[lossy].max():.0%})",
+                    "fix": "their weights span more than the chip's 8-bit grid: retrain with a "
+                           "weight penalty, or with per-layer thresholds"})
+    err = _threshold_error(q)
+    if err > THRESHOLD_ERROR:
+        out.append({"cause": "threshold rounding", "size": round(err, 4),
+                    "detail": f"threshold mantissa {q.vth} for {q.scale * float(q.threshold[0]):.3f} ({err:.1%} off)",
+                    "fix": "the layer's weights are too large for its threshold on this grid; retrain "
+                           "with smaller weights or a larger threshold"})
+    return [{"layer": q.name, **o} for o in out]
+
+
+def fidelity(folded: DeployGraph, quantized: DeployGraph, spikes: np.ndarray,
+             target: LoihiTarget) -> dict:
+    """Compare the integer graph with the folded float graph it came from.
+
+    folded, quantized: the same layers before and after calibrate. spikes: (N, T, F)
+    calibration inputs, 0/1. Returns {"layers": [per-layer measures], "findings":
+    [{"layer", "cause", "size", "detail", "fix"}, ...]} (JSON-ready)."""
+    layers, findings = [], []
+    x = spikes
+    for f, q in zip(folded.layers, quantized.layers):
+        ev = {"u_wrap": 0, "v_saturate": 0}
+        ref = layer_float(f, x)
+        s = layer_int(q, x, target, events=ev)
+        bound = _u_bound(q, quantized.steps, target)
+        layers.append({"layer": q.name, "u_wrap": ev["u_wrap"], "v_saturate": ev["v_saturate"],
+                       "neuron_steps": int(ref.size), "spike_agreement": float(np.mean(s == ref)),
+                       "u_bound": bound, "u_wrap_possible": bound >= target.state_max,
+                       "threshold_error": _threshold_error(q)})
+        findings += _findings(f, q, ev, int(ref.size), bound, target)
+        x = s
+    return {"layers": layers, "findings": findings}
+
+
+def warning_line(finding: dict) -> str:
+    """One line for stderr: layer, cause, size, fix."""
+    return f"warning: {finding['layer']}: {finding['cause']}: {finding['detail']}; fix: {finding['fix']}"
