@@ -3,9 +3,10 @@
 Nodes: Input -> per layer (Linear | Conv2d) -> CubaLIF -> ... -> Output, with a Flatten
 node before a Linear that follows a Conv2d. A layer without voltage leak (v_decay 0) is
 written as IF (i_decay 4096) or LI -> IF (i_decay < 4096) instead of the CubaLIF (see
-_neurons: a CubaLIF with tau_mem = inf never integrates its input). Shapes are NIR's, without a batch dimension:
-Input (n,) or (C, H, W); Conv2d input_shape (H, W), weight (C_out, C_in, kh, kw);
-CubaLIF parameters shaped like the layer output, (n,) or (C_out, H_out, W_out).
+_neurons: a CubaLIF with tau_mem = inf never integrates its input). Shapes are NIR's,
+without a batch dimension: Input (n,) or (C, H, W); Conv2d input_shape (H, W), weight
+(C_out, C_in, kh, kw); neuron parameters shaped like the layer output, (n,) or
+(C_out, H_out, W_out).
 
 Units and discretisation. NIR's CubaLIF is the continuous-time ODE
     tau_syn dI/dt = -I + w_in S,   tau_mem dv/dt = (v_leak - v) + r I,   spike if v > v_th.
@@ -31,8 +32,8 @@ neuron-steps. dt = 1e-3 s gives inexact 1/tau, exact enough in the cases measure
 2**-10 makes exactness certain for power-of-two decays.)
 
 Completeness: the integer parameters and the target's data ride in node metadata
-(CubaLIF: vth_mant, weight_int, weight_exp, weight_bits, i_decay, v_decay, layer name...;
-graph: dataset, steps, encoding, target...), so rebuild_netx() recreates model.net from
+(the spiking node, CubaLIF or IF: vth_mant, weight_int, weight_exp, weight_bits, i_decay,
+v_decay, layer name...; graph: dataset, steps, encoding, target...), so rebuild_netx() recreates model.net from
 model.nir alone, byte for byte. The importer of third-party graphs is nir_import.py.
 """
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """NIR import: a .nir graph written by any library -> float DeployGraph (untrusted input).
 
 Accepted: one chain Input -> [SumPool2d | AvgPool2d]* [Flatten] (Affine | Linear | Conv2d)
--> (CubaLIF | LIF | IF) -> ... -> Output. Pooling (kernel k x k, stride k, no padding) on
-spikes is fused into the following synapse (ahsar_deploy/passes/fuse.py); Flatten is
-C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
+-> [LI] (CubaLIF | LIF | IF) -> ... -> Output (an LI only as the synaptic current of an
+IF or LIF, as exporters/nir.py writes a layer without voltage leak). Pooling (kernel k x k,
+stride k, no padding) on spikes is fused into the following synapse
+(ahsar_deploy/passes/fuse.py); Flatten is C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
 toolchain deploy, is rejected with a one-line error naming the node, the field and why.
 
 Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt, default 1 ms;
@@ -11,14 +12,20 @@ a graph written by ahsar-deploy carries its own dt_s), forward Euler, current fi
     CubaLIF  I[t] = I + dt/tau_syn (-I + w_in W x[t]);  v[t] = v + dt/tau_mem (v_leak - v + r I[t])
     LIF      v[t] = v + dt/tau (v_leak - v + r W x[t])
     IF       v[t] = v + r W x[t]                       (one step, as sinabs' IAF)
+    LI -> IF/LIF   I[t] = I + dt/tau_li (-I + r_li W x[t]), the IF/LIF's input
     spike s = v > v_threshold, then v <- v_reset.
 This is Loihi's CUBA update with
-    i_decay = round(4096 dt/tau_syn) (CubaLIF; 4096 for LIF and IF),
+    i_decay = round(4096 dt/tau_syn) (CubaLIF; LI before IF/LIF: dt/tau_li; else 4096),
     v_decay = round(4096 dt/tau_mem) (CubaLIF, LIF; 0 for IF),
     weights of neuron i scaled by g_i = (dt/tau_mem) r_i (dt/tau_syn) w_in_i (CubaLIF),
-    (dt/tau) r_i (LIF), r_i (IF); thresholds v_threshold, folded later.
-The decays are the only rounding (to 1/4096); the import report gives each layer's
-exact and rounded decay. Rejected: tau < dt (forward Euler is unstable at this dt),
+    (dt/tau) r_i (LIF), r_i (IF), times (dt/tau_li) r_li with an LI; thresholds
+    v_threshold, folded later.
+The decays are the only rounding (to 1/4096, then to the nearest value Loihi's registers
+hold: i_decay 1..4096, v_decay 0..4095, hw_targets/loihi.py); the import report gives each
+layer's exact and deployed decay, and a decay moved by more than rounding (tau_mem = dt,
+a memoryless membrane: exact v_decay 4096, deployed 4095) is also a logged warning.
+dt/tau within REL_TOL of 1 counts as tau = dt (a float32 tau is not dt in float64).
+Rejected: tau < dt (forward Euler is unstable at this dt),
 tau = inf for CubaLIF/LIF (the neuron gets no input in this ODE), non-zero v_leak,
 v_reset or bias (no bias on this path), time constants that differ within a layer
 (one decay per layer here), r or w_in <= 0, thresholds <= 0, per-pixel parameters of a
@@ -31,6 +38,7 @@ is otherwise rejected because its tau (1e-5 s) is below dt. A leading batch dime
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -39,6 +47,9 @@ import numpy as np
 from ahsar_deploy.errors import DeployError, ModelFileError, UnsupportedLayerError
 from ahsar_deploy.ir import DeployGraph, Layer, conv_out_hw
 from ahsar_deploy.passes.fuse import fuse_pool
+from hw_targets import LOIHI
+
+log = logging.getLogger(__name__)
 
 MAX_NODES = 1000
 MAX_ELEMENTS = 1 << 26          # per file, all datasets together (float64: 512 MiB)
@@ -57,6 +68,15 @@ WHY = {
     "NIRGraph": "a nested graph (e.g. a recurrent layer) is not deployed: no recurrent connections",
 }
 NEURONS = ("CubaLIF", "LIF", "IF")
+# dt/tau within this relative distance of 1 is tau = dt. float32 holds a number to 2**-24
+# (6e-8) relative, so a tau written in float32 (snnTorch's Leaky(beta=0) for dt = 1e-4:
+# tau = 9.99999975e-05 in float64) is tau = dt; 1e-6 leaves room for a few such roundings
+# and is far below the decay grid (1/4096 = 2.4e-4).
+REL_TOL = 1e-6
+# Decays Loihi's registers hold (1/4096 per step; hw_targets/loihi.py, HARDWARE.md section 1):
+# i_decay = du + 1 with du 0..4095, v_decay = dv 0..4095.
+I_DECAY_RANGE = (1, 2 ** LOIHI.decay_bits)
+V_DECAY_RANGE = (0, 2 ** LOIHI.decay_bits - 1)
 
 
 def _name(node) -> str:
@@ -173,8 +193,11 @@ def _chain(graph, where: str) -> list[str]:
             if x not in nodes:
                 raise ModelFileError(f"{where}: edge {tuple(e)} names unknown node {x!r}")
         edges.append(tuple(e))
+    feeds_neuron = {a for a, b in edges if _name(nodes[b]) in ("IF", "LIF")}
     for k, n in nodes.items():
         kind = _name(n)
+        if kind == "LI" and k in feeds_neuron:
+            continue            # the synaptic current of an IF or LIF (exporters/nir.py, v_decay 0)
         if kind not in SUPPORTED:
             why = WHY.get(kind, f"not supported; supported nodes: {', '.join(SUPPORTED)}")
             raise UnsupportedLayerError(f"{where}: node {k!r} ({kind}): {why}")
@@ -258,8 +281,53 @@ def _conv(node, where: str, shape) -> tuple[np.ndarray, tuple, tuple]:
     return w, stride, padding
 
 
-def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str) -> dict:
-    """Decays, per-neuron gain and thresholds of a NIR neuron (see the module docstring)."""
+def _decay(where: str, field: str, tau: np.ndarray, dt: float, tau_conv: str, name: str,
+           legal: tuple[int, int], notes: list) -> tuple[float, int]:
+    """dt/tau (1 when within REL_TOL of it) and the deployed decay: 4096 dt/tau rounded to the
+    nearest integer in `legal` (Loihi's register range, in 1/4096 per step). A decay moved
+    by more than that rounding is logged and appended to notes. tau in s (norse: dt * tau)."""
+    if np.any(tau <= 0):
+        raise ModelFileError(f"{where}: field {field!r} must be > 0 s")
+    if tau_conv == "norse":
+        tau = tau / dt
+    if np.any(np.isinf(tau)):
+        raise UnsupportedLayerError(f"{where}: {field}=inf: in NIR's ODE this neuron receives no input")
+    a = dt / tau
+    a = np.where(np.abs(a - 1) <= REL_TOL, 1.0, a)          # tau = dt, stored in float32 or not
+    t = float(tau.min())
+    if np.any(a > 1):
+        if tau_conv == "norse":
+            fix = "pass a smaller --dt"
+        else:
+            short = f"{t:.6g}"          # 6 digits unless that rounds above tau + REL_TOL
+            fix = f"pass --dt {short if float(short) <= t * (1 + REL_TOL) else f'{t:.9g}'} or smaller"
+            # norse 1.1 to_nir stores dt*tau (ENV.md): named only when reading tau that way
+            # gives tau/dt >= dt and a decay of at least 1/4096 (tau/dt <= 4096 dt)
+            if dt <= t / dt <= 4096 * dt:
+                fix += "; or, if norse 1.1's to_nir wrote this graph (it stores dt*tau), pass --nir-tau norse"
+        raise UnsupportedLayerError(
+            f"{where}: {field}={t:.6g} s < dt={dt:.6g} s (dt/{field}={dt / t:.9g} > 1): forward Euler "
+            f"at this dt overshoots (a decay above 4096/4096 per step, which Loihi cannot hold); {fix}")
+    exact = 4096 * a
+    d = np.clip(np.rint(exact), *legal).astype(np.int64)
+    if np.any(d != d.reshape(-1)[0]):
+        raise UnsupportedLayerError(f"{where}: {field} differs across neurons (decays "
+                                    f"{sorted(set(d.reshape(-1).tolist()))[:4]}...); one decay per layer deploys")
+    d0, e0 = int(d.reshape(-1)[0]), float(exact.reshape(-1)[0])
+    if abs(d0 - e0) > 0.5:
+        note = (f"{field}={t:.6g} s at dt={dt:.6g} s: exact {name} {e0:.6g} is outside Loihi's "
+                f"{legal[0]}..{legal[1]}; deployed {d0}, the nearest legal value"
+                + (" (tau = dt: a memoryless membrane; v now keeps 1/4096 of itself per step)"
+                   if name == "v_decay" and e0 == 4096 else ""))
+        log.warning("warning: %s: %s", where, note)
+        notes.append(note)
+    return float(a.reshape(-1)[0]), d0
+
+
+def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str,
+            li: tuple | None = None) -> dict:
+    """Decays, per-neuron gain and thresholds of a NIR neuron (see the module docstring).
+    li: (LI node, where) before an IF or LIF: the layer's synaptic current."""
     ntype = _name(node)
     p = lambda f, inf=False: _per_neuron(where, f, getattr(node, f), out_shape, kind, inf)  # noqa: E731
     r = p("r")
@@ -273,42 +341,38 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str) ->
         raise UnsupportedLayerError(f"{where}: field 'r' must be > 0")
     if np.any(th <= 0):
         raise UnsupportedLayerError(f"{where}: field 'v_threshold' must be > 0")
+    notes: list[str] = []
 
-    def decay(field: str) -> tuple[float, int]:
-        tau = p(field, inf=True)
-        if np.any(tau <= 0):
-            raise ModelFileError(f"{where}: field {field!r} must be > 0 s")
-        if tau_conv == "norse":
-            tau = tau / dt
-        if np.any(np.isinf(tau)):
-            raise UnsupportedLayerError(f"{where}: {field}=inf: in NIR's ODE this neuron receives no input")
-        a = dt / tau
-        if np.any(a > 1 + 1e-9):
-            raise UnsupportedLayerError(
-                f"{where}: {field}={float(tau.min()):.3g} s < dt={dt:g} s: forward Euler at this dt "
-                "overshoots; pass a smaller --dt (graphs from norse 1.1 to_nir: --nir-tau norse)")
-        d = np.rint(4096 * a).astype(np.int64)
-        if np.any(d != d.reshape(-1)[0]):
-            raise UnsupportedLayerError(f"{where}: {field} differs across neurons (decays "
-                                        f"{sorted(set(d.reshape(-1).tolist()))[:4]}...); one decay per layer deploys")
-        return float(a.reshape(-1)[0]), int(max(d.reshape(-1)[0], 1))
+    def decay(field: str, name: str, legal: tuple[int, int]) -> tuple[float, int]:
+        return _decay(where, field, p(field, inf=True), dt, tau_conv, name, legal, notes)
 
     info = {"node_type": ntype}
     if ntype == "CubaLIF":
-        a_i, i_decay = decay("tau_syn")
-        a_v, v_decay = decay("tau_mem")
+        a_i, i_decay = decay("tau_syn", "i_decay", I_DECAY_RANGE)
+        a_v, v_decay = decay("tau_mem", "v_decay", V_DECAY_RANGE)
         w_in = p("w_in")
         if np.any(w_in <= 0):
             raise UnsupportedLayerError(f"{where}: field 'w_in' must be > 0")
         gain = a_v * r * a_i * w_in
         info.update(a_i=a_i, a_v=a_v)
     elif ntype == "LIF":
-        a_v, v_decay = decay("tau")
+        a_v, v_decay = decay("tau", "v_decay", V_DECAY_RANGE)
         i_decay, gain = 4096, a_v * r
         info.update(a_v=a_v)
     else:  # IF
         i_decay, v_decay, gain = 4096, 0, r
-    info.update(i_decay=i_decay, v_decay=v_decay,
+    if li is not None:          # LI -> IF/LIF: the LI is the current u (i_decay), gain (dt/tau) r
+        li_node, li_where = li
+        q = lambda f, inf=False: _per_neuron(li_where, f, getattr(li_node, f), out_shape, kind, inf)  # noqa: E731
+        if np.any(q("v_leak") != 0):
+            raise UnsupportedLayerError(f"{li_where}: v_leak != 0 acts as a bias; biases are not deployed")
+        r_li = q("r")
+        if np.any(r_li <= 0):
+            raise UnsupportedLayerError(f"{li_where}: field 'r' must be > 0")
+        a_i, i_decay = _decay(li_where, "tau", q("tau", inf=True), dt, tau_conv, "i_decay", I_DECAY_RANGE, notes)
+        gain = gain * a_i * r_li
+        info.update(a_i=a_i, node_type=f"LI+{ntype}")
+    info.update(i_decay=i_decay, v_decay=v_decay, notes=notes,
                 gain=_per_channel(where, "r/w_in/tau", gain, kind),
                 threshold=_per_channel(where, "v_threshold", th, kind))
     return info
@@ -389,10 +453,15 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                 syn = {"kind": "dense", "weight": w, "name": name, "pools": pools}
                 shape = (w.shape[0],)
             pools = []
+        elif nt == "LI":        # _chain let it through: an IF or LIF follows
+            if syn is None or "li" in syn:
+                raise UnsupportedLayerError(f"{at}: an LI deploys only as the synaptic current between a "
+                                            "synapse node (Linear, Affine, Conv2d) and an IF or LIF")
+            syn["li"] = (node, at)
         elif nt in NEURONS:
             if syn is None:
                 raise UnsupportedLayerError(f"{at}: a neuron without a synapse node before it does not deploy")
-            nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), tau_convention)
+            nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), tau_convention, syn.get("li"))
             g = nrn["gain"].reshape((-1,) + (1,) * (syn["weight"].ndim - 1))
             kw = ({"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
                    "padding": syn["padding"]} if syn["kind"] == "conv" else {})
@@ -404,6 +473,9 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
             report.append({"layer": layer.name, "neuron_node": str(k), "neuron": nrn["node_type"],
                            "i_decay": nrn["i_decay"], "v_decay": nrn["v_decay"],
                            "dt_over_tau_syn": nrn.get("a_i"), "dt_over_tau_mem": nrn.get("a_v"),
+                           "i_decay_exact": 4096 * nrn["a_i"] if "a_i" in nrn else None,
+                           "v_decay_exact": 4096 * nrn["a_v"] if "a_v" in nrn else None,
+                           "decay_notes": nrn["notes"],
                            "pools_fused": [[kk, mode] for _, kk, mode in syn["pools"]]})
             syn = None
         elif nt == "Output":
@@ -481,7 +553,8 @@ def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = 
         layers.append({"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out,
                        "out_shape": list(l.out_shape), "neuron": r["neuron"], "i_decay": l.i_decay,
                        "v_decay": l.v_decay, "threshold_min": float(th.min()), "threshold_max": float(th.max()),
-                       "pools_fused": r["pools_fused"],
+                       "i_decay_exact": r["i_decay_exact"], "v_decay_exact": r["v_decay_exact"],
+                       "decay_notes": r["decay_notes"], "pools_fused": r["pools_fused"],
                        **({"in_shape": list(l.in_shape), "kernel": list(l.weight.shape[2:]),
                            "stride": list(l.stride), "padding": list(l.padding)} if l.kind == "conv" else {})})
     return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": dt_s,

@@ -8,6 +8,11 @@ numbers (dt = 2**-10 s, power-of-two decays, integer weights) survive that exact
 the spikes equal emulator.float_view's, ties at the threshold included. Decays that are
 not powers of two (e.g. 819/4096) give 1/tau inexactly, and a tie may then split.
 
+A layer without voltage leak (v_decay 0) is an IF node in model.nir (i_decay 4096), which
+norse runs as IAFCell (v += input, per step: exact), or LI -> IF (i_decay < 4096), which
+norse's from_nir cannot run (it maps no LI node): such a build is refused with a
+BackendError naming the layer, rather than run wrongly.
+
 NIR types carry no batch dimension, so a Flatten with start_dim=0 flattens one sample;
 norse hands start_dim to torch.nn.Flatten unchanged, which would flatten the batch too.
 We run batched and shift each Flatten's start_dim by one (the batch dimension).
@@ -28,8 +33,15 @@ def load_module(nir_path: str | Path):
     import nir
     import norse.torch
     import torch
+    from norse.torch.module.iaf import IAFCell
     from norse.torch.utils.import_nir import CubaLIF
     graph = nir.read(str(nir_path))
+    for k, node in graph.nodes.items():
+        if isinstance(node, nir.LI):
+            layer = node.metadata.get("layer", k) if isinstance(node.metadata, dict) else k
+            raise BackendError(f"norse: layer {layer!r} (node {k!r}) has a synaptic current but no voltage "
+                               "leak (v_decay 0), written to model.nir exactly as LI -> IF, and norse's "
+                               "from_nir cannot run an LI node; use --backend emulator or lava")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)     # nirtorch's deprecation notice for norse's load()
@@ -45,11 +57,11 @@ def load_module(nir_path: str | Path):
     order, node = [], "input"
     while node in succ and len(order) <= len(graph.nodes):
         node = succ[node]
-        if isinstance(graph.nodes[node], nir.CubaLIF):
+        if isinstance(graph.nodes[node], (nir.CubaLIF, nir.IF)):
             order.append(node)
     cells = [dict(module.named_modules())[k] for k in order]
-    if not all(isinstance(c, CubaLIF) for c in cells):
-        raise BackendError(f"norse: {nir_path} did not map every CubaLIF to norse's CubaLIF")
+    if not all(isinstance(c, (CubaLIF, IAFCell)) for c in cells):
+        raise BackendError(f"norse: {nir_path} did not map every CubaLIF / IF to norse's CubaLIF / IAFCell")
     in_shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
     return module, cells, in_shape
 
