@@ -60,7 +60,7 @@ demo: install
 
 # Two pytest workers (2 cores): the suite's time is mostly processes starting torch and Lava.
 test: install
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

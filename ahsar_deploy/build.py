@@ -61,21 +61,43 @@ def import_graph(model: str | Path, dataset: str | None = None, steps: int | Non
     return graph
 
 
-def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
-    """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
-    (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
+def _open_npy(path: str | Path, where: str) -> np.ndarray:
+    """One .npy array, memory-mapped (the header is checked before any data is read);
+    never unpickles. Raises DatasetError naming `where`."""
     p = Path(path)
-    where = f"calibration data {p}"
     if not p.is_file():
         raise DatasetError(f"{where}: no such file")
     try:
-        a = np.load(p, mmap_mode="r", allow_pickle=False)   # header first: no huge read
+        a = np.load(p, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise DatasetError(f"{where}: not a readable .npy array ({reason})") from None
     if not isinstance(a, np.ndarray):
         a.close()
         raise DatasetError(f"{where}: an .npz archive; pass one .npy array")
+    return a
+
+
+def load_predictions(path: str | Path, n: int, n_classes: int) -> np.ndarray:
+    """--reference FILE.npy: class predictions (M,) integers in [0, n_classes) that the
+    user's own framework made on the same test split, in order; the first n (M >= n) are
+    returned as int64. Never unpickles. Raises DatasetError naming file, shape or range."""
+    where = f"reference predictions {path}"
+    a = _open_npy(path, where)
+    if a.dtype.kind not in "iu" or a.ndim != 1 or len(a) < n:
+        raise DatasetError(f"{where}: dtype {a.dtype}, shape {a.shape}; expected at least {n} integer "
+                           f"class indices (M,), one per test sample in order")
+    a = np.array(a[:n], dtype=np.int64)
+    if a.min(initial=0) < 0 or a.max(initial=0) >= n_classes:
+        raise DatasetError(f"{where}: class indices {a.min()}..{a.max()} outside 0..{n_classes - 1}")
+    return a
+
+
+def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
+    """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
+    (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
+    where = f"calibration data {path}"
+    a = _open_npy(path, where)
     f, t = graph.n_inputs, graph.steps
     want = f"(N, {f}) intensities in [0, 1] or (N, {t}, {f}) spikes in {{0, 1}}"
     if a.dtype.kind not in "biuf":
@@ -149,7 +171,11 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     chosen = "quantized"
     best_acc = acc["quantized"]
     drop_pp = 100 * (acc["folded"] - acc["quantized"])
-    if qat == "on" or (qat == "auto" and drop_pp > tolerance_pp):
+    wants_qat = qat == "on" or (qat == "auto" and drop_pp > tolerance_pp)
+    if wants_qat and any(l.kind != "dense" for l in folded.layers):   # acc["qat"] stays None
+        log.warning("warning: quantization costs %.2f pp of validation accuracy; QAT does not fine-tune "
+                    "convolutions yet, so the weights are kept as calibrated", drop_pp)
+    elif wants_qat:
         from .passes.qat import finetune
         log.info("quantization costs %.2f pp on validation: quantization-aware fine-tune", drop_pp)
         n = min(qat_samples, len(ds.train.y))

@@ -87,10 +87,11 @@ def _run_backend(a, graph, backend: str, x, y):
 def cmd_run(a) -> dict:
     import numpy as np
 
-    from .build import eval_inputs, load
+    from .build import eval_inputs, load, load_predictions
     from .energy import count
     graph, _ = load(a.build)
     x, y = eval_inputs(graph, a.data, a.samples)
+    ref = None if a.reference is None else load_predictions(a.reference, len(y), graph.layers[-1].n_out)
     spikes, secs = _run_backend(a, graph, a.backend, x, y)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
     result = {"backend": a.backend, "dataset": graph.dataset, "samples": int(len(y)),
@@ -98,12 +99,19 @@ def cmd_run(a) -> dict:
               "seconds": secs, "seconds_per_sample": secs / len(y),
               "float_test_accuracy": graph.float_accuracy,
               "predictions": pred.tolist(), "counters": count(graph, x, spikes)}
+    if ref is not None:
+        result["reference"] = {"file": Path(a.reference).name, "agreement": float(np.mean(pred == ref)),
+                               "accuracy": float(np.mean(ref == y))}
     _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
     print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
           f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
     if graph.float_accuracy is not None:
         print(f"float model (training): {100 * graph.float_accuracy:.2f} % on the full test split",
               file=sys.stderr)
+    if ref is not None:
+        r = result["reference"]
+        print(f"reference {r['file']}: accuracy {100 * r['accuracy']:.2f} %, same prediction on "
+              f"{100 * r['agreement']:.2f} % of the {len(y)} samples", file=sys.stderr)
     for c in result["counters"]:
         print(f"  {c['layer']:<8} {c['neurons']:>5} neurons  {c['spikes']:>8} spikes  "
               f"rate {c['rate']:.3f}", file=sys.stderr)
@@ -293,6 +301,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_export)
     p = sub.add_parser("run", help="run a build on a backend over the test split")
     _run_args(p)
+    p.add_argument("--reference", metavar="PREDS.npy", default=None,
+                   help="class predictions (N,) of your own framework on the same test samples, in "
+                        "order: prints how often the build agrees with them")
     _common(p)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")

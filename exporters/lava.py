@@ -156,14 +156,27 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run(build_dir: str | Path, spikes: np.ndarray, steps: int, timeout_s: float = 1800,
         progress: bool = True) -> list[np.ndarray]:
-    """Run BUILD/model.net in Lava on spikes (N, T, F); per-layer spikes (N, T, n)."""
-    net_path = Path(build_dir) / "model.net"
+    """Run BUILD/model.net in Lava on spikes (N, T, F); per-layer spikes (N, T, n) bool.
+    Raises BackendError (failed, or no result within timeout_s seconds) and
+    interrupts.Interrupted; the worker and Lava's processes are gone either way."""
+    return run_many([(build_dir, spikes, steps)], timeout_s, progress)[0]
+
+
+def run_many(jobs: list[tuple[str | Path, np.ndarray, int]], timeout_s: float = 1800,
+             progress: bool = True) -> list[list[np.ndarray]]:
+    """Run several builds, one after the other, in one Lava worker process (it pays
+    Lava's and torch's import once): jobs are (build_dir, spikes (N, T, F), steps).
+    Returns each job's per-layer spikes, as run() does; same errors, for all jobs."""
     with interrupts.temporary_directory("ahsar-lava-") as tmp:
-        in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(in_path, spikes=spikes.astype(np.uint8))
+        args = []
+        for i, (build_dir, spikes, steps) in enumerate(jobs):
+            in_path, out_path = os.path.join(tmp, f"in{i}.npz"), os.path.join(tmp, f"out{i}.npz")
+            np.savez(in_path, spikes=np.asarray(spikes).astype(np.uint8))
+            args.append([str(Path(build_dir) / "model.net"), in_path, out_path, int(steps)])
         cmd = [sys.executable, "-c",
-               "import sys, json; from exporters.lava import _worker; _worker(*json.loads(sys.argv[1]))",
-               json.dumps([str(net_path), in_path, out_path, steps])]
+               "import sys, json; from exporters.lava import _worker\n"
+               "for job in json.loads(sys.argv[1]): _worker(*job)",
+               json.dumps(args)]
         tail: list[bytes] = []
         proc = pump = None
         try:
@@ -189,8 +202,11 @@ def run(build_dir: str | Path, spikes: np.ndarray, steps: int, timeout_s: float 
         finally:
             if pump is not None:
                 pump.join(timeout=5)
-        if proc.returncode != 0 or not os.path.exists(out_path):
+        if proc.returncode != 0 or not all(os.path.exists(a[2]) for a in args):
             lines = [ln for ln in b"".join(tail).decode(errors="replace").splitlines() if ln.strip()]
             raise BackendError(f"lava: simulation failed ({lines[-1].strip() if lines else f'exit {proc.returncode}'})")
-        with np.load(out_path) as z:
-            return [z[f"layer{i}"] for i in range(len(z.files))]
+        results = []
+        for a in args:
+            with np.load(a[2]) as z:
+                results.append([z[f"layer{i}"] for i in range(len(z.files))])
+        return results

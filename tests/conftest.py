@@ -37,6 +37,23 @@ def cli():
     return _cli
 
 
+@pytest.fixture
+def cli_inproc(capsys, caplog):
+    """The CLI in this process (no interpreter and torch start-up per call):
+    cli_inproc(*args) -> (exit code, stdout, stderr with the log lines the CLI prints)."""
+    import logging
+
+    from ahsar_deploy import cli as cli_module
+
+    def run(*args):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            code = cli_module.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err + "".join(r.getMessage() + "\n" for r in caplog.records)
+    return run
+
+
 def make_checkpoint_dict(sizes, steps=4, method="ahsar", i_decay=1024, v_decay=512, seed=0,
                          weight_scale=1.0, encoding="rate"):
     """An untrained checkpoint dict in the format `ahsar train` writes (no training: fast)."""
@@ -83,23 +100,37 @@ def conv_graph():
                        method="baseline", source_sha256="", target="loihi")
 
 
+def _lava_equals_emulator_many(cases, timeout_s=600):
+    """cases: (build_dir, graph, x), run in one Lava worker (one start-up for all); every
+    layer's spikes must equal the emulator's at every sample and step, in every case.
+    Returns the emulator's spikes per case."""
+    import numpy as np
+    from ahsar_deploy import emulator
+    from exporters import lava
+    got_all = lava.run_many([(b, x, g.steps) for b, g, x in cases], timeout_s=timeout_s, progress=False)
+    out = []
+    for k, ((_, graph, x), got) in enumerate(zip(cases, got_all)):
+        want = emulator.run(graph, x)
+        assert len(got) == len(want)
+        for i, (g, w) in enumerate(zip(got, want)):
+            np.testing.assert_array_equal(g, w, err_msg=f"case {k}, layer {i}")
+        out.append(want)
+    return out
 
 
 def _lava_equals_emulator(build_dir, graph, x, timeout_s=300):
     """Run inputs x through Lava (build_dir/model.net) and the emulator (graph); every
     layer's spikes must be equal at every sample and step. Returns the emulator's."""
-    import numpy as np
-    from ahsar_deploy import emulator
-    from exporters import lava
-    got = lava.run(build_dir, x, graph.steps, timeout_s=timeout_s, progress=False)
-    want = emulator.run(graph, x)
-    assert len(got) == len(want)
-    for i, (g, w) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(g, w, err_msg=f"layer {i}")
-    return want
+    return _lava_equals_emulator_many([(build_dir, graph, x)], timeout_s)[0]
 
 
 @pytest.fixture
 def lava_equals_emulator():
     """lava_equals_emulator(build_dir, graph, x) -> emulator spikes, asserted equal to Lava's."""
     return _lava_equals_emulator
+
+
+@pytest.fixture
+def lava_equals_emulator_many():
+    """lava_equals_emulator_many([(build_dir, graph, x), ...]) -> emulator spikes per case."""
+    return _lava_equals_emulator_many

@@ -127,16 +127,16 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     assert not bad.exists()
 
 
-def test_damaged_cached_run_is_ignored_and_run_again(small_build, tmp_path, cli):
+def test_damaged_cached_run_is_ignored_and_run_again(small_build, tmp_path, cli_inproc):
     """`ahsar energy` reuses run-BACKEND.json only when it fits the build; a damaged or
     forged one gets a warning and a new run (was exit 2), never a wrong estimate."""
     out = tmp_path / "b"
     shutil.copytree(small_build, out)
-    r = cli("run", out, "--backend", "emulator", "--samples", "20", "-q")
-    assert r.returncode == 0, r.stderr
+    code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "20", "-q")
+    assert code == 0, err
     good = json.loads((out / "run-emulator.json").read_text())
-    r = cli("energy", out, "--backend", "emulator", "--samples", "20", "--json", "-q")
-    want = json.loads(r.stdout)["total_j_per_inference"]
+    _, stdout, _ = cli_inproc("energy", out, "--backend", "emulator", "--samples", "20", "--json", "-q")
+    want = json.loads(stdout)["total_j_per_inference"]
     forged = [
         {**good, "counters": 5},
         {**good, "counters": good["counters"][:1]},
@@ -146,6 +146,30 @@ def test_damaged_cached_run_is_ignored_and_run_again(small_build, tmp_path, cli)
     ]
     for bad in forged:
         (out / "run-emulator.json").write_text(json.dumps(bad))
-        r = cli("energy", out, "--backend", "emulator", "--samples", "20", "--json")
-        assert r.returncode == 0 and json.loads(r.stdout)["total_j_per_inference"] == want, r.stderr
-        assert ("warning: ignoring run-emulator.json" in r.stderr) == (bad is not forged[3]), r.stderr
+        code, stdout, err = cli_inproc("energy", out, "--backend", "emulator", "--samples", "20", "--json")
+        assert code == 0 and json.loads(stdout)["total_j_per_inference"] == want, err
+        assert ("warning: ignoring run-emulator.json" in err) == (bad is not forged[3]), err
+
+
+def test_run_compares_with_reference_predictions(small_build, tmp_path, cli_inproc):
+    """--reference: predictions of the user's own framework on the same samples."""
+    import numpy as np
+    out = tmp_path / "b"
+    shutil.copytree(small_build, out)
+    _, stdout, _ = cli_inproc("run", out, "--backend", "emulator", "--samples", "30", "--json", "-q")
+    pred = np.array(json.loads(stdout)["predictions"])
+    ref = pred.copy()
+    ref[:6] = (ref[:6] + 1) % 10             # 6 of 30 disagree
+    np.save(tmp_path / "ref.npy", np.concatenate([ref, np.zeros(5, dtype=ref.dtype)]))   # longer is fine
+    code, stdout, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "30",
+                                   "--reference", tmp_path / "ref.npy", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["reference"]["agreement"] == 24 / 30
+    assert "same prediction on 80.00 % of the 30 samples" in err
+    for bad, why in [(ref.astype(float), "integer class indices"), (ref[:10], "at least 30"),
+                     (ref + 10, "outside 0..9"), (np.array([{"a": 1}] * 30, dtype=object), "not a readable")]:
+        np.save(tmp_path / "bad.npy", bad, allow_pickle=True)
+        code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "30",
+                                  "--reference", tmp_path / "bad.npy")
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 1 and len(lines) == 1 and why in lines[0], err

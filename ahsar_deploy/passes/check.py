@@ -36,10 +36,7 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             ("weight range", w.min() >= target.weight_min and w.max() <= target.weight_max,
              f"weights in [{w.min()}, {w.max()}], limit [{target.weight_min}, {target.weight_max}]"),
             ("weight grid", np.all(w % target.weight_step == 0), f"weights must be multiples of {target.weight_step}"),
-            ("current decay", 1 <= l.i_decay <= target.decay_unity,
-             f"i_decay={l.i_decay}, limit 1..{target.decay_unity}"),
-            ("voltage decay", 0 <= l.v_decay < target.decay_unity,
-             f"v_decay={l.v_decay}, limit 0..{target.decay_unity - 1} (12-bit dv)"),
+            *_decay_rules(l, target),
             # worst case synaptic input must not overflow int32 after the << 6 shift
             ("input range", int(w_abs_sum) << target.act_shift < 2 ** 31,
              "summed |weights| << 6 overflows int32"),
@@ -51,5 +48,17 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
 
 
 def check_size(graph: DeployGraph, target: LoihiTarget) -> None:
-    """The rules that need only layer shapes (fan-in, memory, cores), before calibration."""
+    """The rules known before calibration: decays, and those that need only layer shapes
+    (fan-in, memory, cores). Raises TargetError naming the rule, layer, value and limit."""
+    for l in graph.layers:
+        for rule, ok, detail in _decay_rules(l, target):
+            if not ok:
+                raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")
     map_layers(graph, target)
+
+
+def _decay_rules(l, target: LoihiTarget) -> list[tuple[str, bool, str]]:
+    return [("current decay", 1 <= l.i_decay <= target.decay_unity,
+             f"i_decay={l.i_decay}, limit 1..{target.decay_unity}"),
+            ("voltage decay", 0 <= l.v_decay < target.decay_unity,
+             f"v_decay={l.v_decay}, limit 0..{target.decay_unity - 1} (12-bit dv)")]

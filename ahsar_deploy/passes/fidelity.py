@@ -48,49 +48,50 @@ def _threshold_error(q: Layer) -> float:
     return abs(q.vth - exact) / exact
 
 
+_RECALIBRATE = "calibrate on inputs as strong as the ones you will run (--calib)"
+
+
 def _findings(f: Layer, q: Layer, ev: dict, neuron_steps: int, bound: float, target) -> list[dict]:
     out = []
+
+    def add(cause: str, size, detail: str, fix: str) -> None:
+        out.append({"layer": q.name, "cause": cause, "size": size, "detail": detail, "fix": fix})
+
     if not ev["u_wrap"] and bound >= target.state_max:
-        out.append({"cause": "current overflow possible", "size": round(bound / target.state_max, 3),
-                    "detail": f"inputs stronger than the calibration data's can drive u to "
-                              f"{bound / target.state_max:.2f} x 2**23 (every input with a same-sign "
-                              f"weight spiking at every step), where it wraps",
-                    "fix": "calibrate on the strongest inputs you will run (--calib)"})
+        add("current overflow possible", round(bound / target.state_max, 3),
+            f"inputs stronger than the calibration data's can drive u to {bound / target.state_max:.2f} x 2**23 "
+            f"(every input with a same-sign weight spiking at every step), where it wraps", _RECALIBRATE)
     if ev["u_wrap"]:
-        out.append({"cause": "current overflow", "size": ev["u_wrap"],
-                    "detail": f"u wrapped at 24 bits on {ev['u_wrap']} of {neuron_steps} neuron-steps",
-                    "fix": "calibrate on inputs as strong as the ones you will run (--calib), or "
-                           "retrain with smaller weights or a faster current decay"})
+        add("current overflow", ev["u_wrap"], f"u wrapped at 24 bits on {ev['u_wrap']} of {neuron_steps} neuron-steps",
+            _RECALIBRATE + ", or retrain with smaller weights or a faster current decay")
     if ev["v_saturate"]:
-        out.append({"cause": "voltage saturation", "size": ev["v_saturate"],
-                    "detail": f"v clipped at +-2**23 on {ev['v_saturate']} of {neuron_steps} neuron-steps",
-                    "fix": "calibrate on inputs as strong as the ones you will run (--calib), or "
-                           "retrain with a voltage leak (smaller tau_mem) or weaker inhibition"})
+        add("voltage saturation", ev["v_saturate"],
+            f"v clipped at +-2**23 on {ev['v_saturate']} of {neuron_steps} neuron-steps",
+            _RECALIBRATE + ", or retrain with a voltage leak (smaller tau_mem) or weaker inhibition")
     wf = np.asarray(f.weight, dtype=np.float64).reshape(f.channels, -1)
     wq = np.asarray(q.weight, dtype=np.float64).reshape(q.channels, -1) * 2.0 ** q.weight_exp / q.scale
     silenced = np.flatnonzero((wq == 0).all(axis=1) & (wf != 0).any(axis=1))
     if silenced.size:
-        out.append({"cause": "silenced neurons", "size": int(silenced.size),
-                    "detail": f"{silenced.size} neuron(s) ({', '.join(map(str, silenced[:5]))}"
-                              f"{', ...' if silenced.size > 5 else ''}) have every weight rounded to 0",
-                    "fix": "one threshold per layer: their own thresholds were far above the layer's; "
-                           "retrain with per-layer thresholds or split the layer"})
+        add("silenced neurons", int(silenced.size),
+            f"{silenced.size} neuron(s) ({', '.join(map(str, silenced[:5]))}{', ...' if silenced.size > 5 else ''}) "
+            f"have every weight rounded to 0",
+            "one threshold per layer: their own thresholds were far above the layer's; "
+            "retrain with per-layer thresholds or split the layer")
     total = np.abs(wf).sum(axis=1)
     loss = np.divide(np.abs(wq - wf).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
     lossy = np.flatnonzero((loss > WEIGHT_LOSS) & ~np.isin(np.arange(len(loss)), silenced))
     if lossy.size:
-        out.append({"cause": "weight rounding", "size": int(lossy.size),
-                    "detail": f"{lossy.size} neuron(s) lose over {WEIGHT_LOSS:.0%} of their summed |weight| "
-                              f"(worst {loss[lossy].max():.0%})",
-                    "fix": "their weights span more than the chip's 8-bit grid: retrain with a "
-                           "weight penalty, or with per-layer thresholds"})
+        add("weight rounding", int(lossy.size),
+            f"{lossy.size} neuron(s) lose over {WEIGHT_LOSS:.0%} of their summed |weight| (worst {loss[lossy].max():.0%})",
+            "their weights span more than the chip's 8-bit grid: retrain with a weight penalty, "
+            "or with per-layer thresholds")
     err = _threshold_error(q)
     if err > THRESHOLD_ERROR:
-        out.append({"cause": "threshold rounding", "size": round(err, 4),
-                    "detail": f"threshold mantissa {q.vth} for {q.scale * float(q.threshold[0]):.3f} ({err:.1%} off)",
-                    "fix": "the layer's weights are too large for its threshold on this grid; retrain "
-                           "with smaller weights or a larger threshold"})
-    return [{"layer": q.name, **o} for o in out]
+        add("threshold rounding", round(err, 4),
+            f"threshold mantissa {q.vth} for {q.scale * float(q.threshold[0]):.3f} ({err:.1%} off)",
+            "the layer's weights are too large for its threshold on this grid; retrain with smaller "
+            "weights or a larger threshold")
+    return out
 
 
 def fidelity(folded: DeployGraph, quantized: DeployGraph, spikes: np.ndarray,

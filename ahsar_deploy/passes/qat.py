@@ -45,11 +45,11 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
 
     folded: float graph, threshold 1 per layer; quantized: its calibration (scale, vth).
     x: (N, T, F) input spikes, y: (N,) labels. Returns a folded float graph.
+    Raises ValueError for a graph with convolutions (build.py does not ask for it).
     """
     if any(l.kind != "dense" for l in folded.layers):
         # the fake-quant loop below builds nn.Linear for every layer; a conv layer would crash it
-        log.warning("qat: networks with convolutions are not fine-tuned yet; weights kept as calibrated")
-        return folded
+        raise ValueError("qat: networks with convolutions are not fine-tuned yet")
     rng = np.random.default_rng(seed)     # batch order; weights are copied, not drawn
     mods = []
     for lf, lq in zip(folded.layers, quantized.layers):
