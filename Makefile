@@ -58,9 +58,10 @@ demo: install
 	$(BIN)/ahsar run $(BUILD)/loihi --backend lava --data digits --samples $(SAMPLES)
 	$(BIN)/ahsar energy $(BUILD)/loihi --data digits --samples $(SAMPLES)
 
-# Two pytest workers (2 cores): the suite's time is mostly processes starting torch and Lava.
+# Four pytest workers on 2 cores: most of the suite's time is processes starting torch and
+# Lava, or tests waiting for them; four keep both cores busy while others wait.
 test: install
-	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
+	$(BIN)/python -m pytest -q -n 4 --durations=15 tests
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

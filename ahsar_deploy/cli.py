@@ -237,10 +237,17 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         "cause for the chip to differ from the model (overflow, silenced neurons, ...)")
     p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
     p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
+    _nir_args(p)
+
+
+def _nir_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dt", type=float, default=None,
-                   help="NIR import: seconds per time step mapping tau to Loihi decays (default 1e-3)")
-    p.add_argument("--nir-tau", default="seconds", choices=("seconds", "norse"),
-                   help="NIR import: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau)")
+                   help="NIR graph: seconds per time step mapping tau to Loihi decays (default: the dt the "
+                        "graph shows, e.g. snnTorch's 1e-4 from r = tau/dt; else 1e-3, or to_nir's with "
+                        "--nir-tau norse); a --dt the graph contradicts is refused")
+    p.add_argument("--nir-tau", default="seconds", metavar="seconds|norse|norse:DT",
+                   help="NIR graph: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau; norse = "
+                        "to_nir's default dt 1e-3 s, norse:DT = the dt to_nir was called with)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -316,9 +323,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_energy)
     p = sub.add_parser("inspect", help="summarise a checkpoint, a build directory or a NIR graph")
     p.add_argument("path")
-    p.add_argument("--dt", type=float, default=None, help="NIR graph: seconds per time step (default 1e-3)")
-    p.add_argument("--nir-tau", default="seconds", choices=("seconds", "norse"),
-                   help="NIR graph: tau in seconds, or as norse 1.1 to_nir writes it (dt * tau)")
+    _nir_args(p)
     _common(p)
     p.set_defaults(fn=cmd_inspect)
     return ap

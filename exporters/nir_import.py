@@ -7,8 +7,8 @@ stride k, no padding) on spikes is fused into the following synapse
 (ahsar_deploy/passes/fuse.py); Flatten is C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
 toolchain deploy, is rejected with a one-line error naming the node, the field and why.
 
-Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt, default 1 ms;
-a graph written by ahsar-deploy carries its own dt_s), forward Euler, current first:
+Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt; else the dt the
+graph shows, see below; else 1 ms), forward Euler, current first:
     CubaLIF  I[t] = I + dt/tau_syn (-I + w_in W x[t]);  v[t] = v + dt/tau_mem (v_leak - v + r I[t])
     LIF      v[t] = v + dt/tau (v_leak - v + r W x[t])
     IF       v[t] = v + r W x[t]                       (one step, as sinabs' IAF)
@@ -31,10 +31,32 @@ v_reset or bias (no bias on this path), time constants that differ within a laye
 (one decay per layer here), r or w_in <= 0, thresholds <= 0, per-pixel parameters of a
 conv layer that differ within a channel.
 
-norse 1.1 to_nir writes tau as dt / tau_inv (= dt * tau) instead of 1 / tau_inv
-(../shared/ENV.md); tau_convention="norse" reads tau as tau_written / dt. Such a graph
-is otherwise rejected because its tau (1e-5 s) is below dt. A leading batch dimension of
-1 in the Input type (norse with a batched sample) is dropped.
+The time step a graph was written for (dt_s None: not given by the user):
+- snnTorch 1.0's export_to_nir (.venv/.../snntorch/export_nir.py) hard-codes dt = 1e-4 s
+  and writes Leaky(beta) as LIF(tau = dt/(1-beta), r = tau/dt, v_leak = v_reset = 0) and
+  Synaptic(alpha, beta) as CubaLIF(tau_syn = dt/(1-alpha), tau_mem = dt/(1-beta),
+  r = tau_mem/dt, w_in = tau_syn/dt); exporters/nir.py writes r = tau_mem/dt and
+  w_in = tau_syn/dt too (dt = 2**-10 s). So where every r != 1 (and w_in != 1) of the
+  graph's LIF, CubaLIF and LI nodes equals tau/dt_g for one dt_g (within REL_TOL), the
+  graph shows its dt: dt_s None takes dt_g, and a dt_s that differs is refused (the
+  per-step gain (dt/tau) r = dt/dt_g and every decay would change). r = 1 shows nothing
+  (norse, sinabs and hand-written graphs use r = 1 with any tau). Otherwise dt_s None
+  is DEFAULT_DT_S. graph.notes["import"]["dt_from"] says which.
+- snnTorch's Leaky and Synaptic default to reset_mechanism="subtract" (v -= threshold;
+  .venv/.../snntorch/_neurons/leaky.py, neurons.py); NIR has no such field and
+  export_to_nir writes v_reset = 0, so a graph with snnTorch's signature (dt_g = 1e-4 s)
+  gets a logged warning, also in notes["import"]["notes"].
+
+norse 1.1 to_nir (.venv/.../norse/torch/utils/export_nir.py, to_nir(..., dt=0.001))
+writes LIFCell as CubaLIF(tau_mem = dt/tau_mem_inv, tau_syn = dt/tau_syn_inv, r = 1,
+w_in absent: NIR's default 1), LIFBoxCell as LIF(tau = dt/tau_mem_inv, r = 1), i.e.
+tau_written = dt_w * tau with to_nir's dt_w, which nothing in the file records (no
+metadata; r and w_in are 1 whatever dt_w is), so dt_w cannot be inferred.
+tau_convention="norse" reads tau as tau_written / 1e-3 s (to_nir's default dt_w),
+"norse:DT" as tau_written / DT; dt_s None then deploys at dt_w, another dt_s is a
+re-discretisation and logged. Such a graph read in seconds is rejected because its tau
+(1e-5 s) is below dt. A leading batch dimension of 1 in the Input type (norse with a
+batched sample) is dropped.
 """
 from __future__ import annotations
 
@@ -53,7 +75,10 @@ log = logging.getLogger(__name__)
 
 MAX_NODES = 1000
 MAX_ELEMENTS = 1 << 26          # per file, all datasets together (float64: 512 MiB)
-TAU_CONVENTIONS = ("seconds", "norse")
+TAU_CONVENTIONS = ("seconds", "norse", "norse:DT")
+DEFAULT_DT_S = 1e-3             # s per step when neither the user nor the graph gives one
+NORSE_TO_NIR_DT = 1e-3          # s: to_nir's default dt (norse/torch/utils/export_nir.py)
+SNNTORCH_DT = 1e-4              # s: hard-coded in snntorch/export_nir.py (Leaky, Synaptic, ...)
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "SumPool2d",
              "AvgPool2d", "CubaLIF", "LIF", "IF")
 WHY = {
@@ -281,29 +306,31 @@ def _conv(node, where: str, shape) -> tuple[np.ndarray, tuple, tuple]:
     return w, stride, padding
 
 
-def _decay(where: str, field: str, tau: np.ndarray, dt: float, tau_conv: str, name: str,
-           legal: tuple[int, int], notes: list) -> tuple[float, int]:
+def _decay(where: str, field: str, tau: np.ndarray, dt: float, norse_dt: float | None, name: str,
+           legal: tuple[int, int], notes: list, norse_hint: bool = True) -> tuple[float, int]:
     """dt/tau (1 when within REL_TOL of it) and the deployed decay: 4096 dt/tau rounded to the
     nearest integer in `legal` (Loihi's register range, in 1/4096 per step). A decay moved
-    by more than that rounding is logged and appended to notes. tau in s (norse: dt * tau)."""
+    by more than that rounding is logged and appended to notes. tau in s, or, with norse_dt
+    (s, the dt norse's to_nir used), as written by norse 1.1: norse_dt * tau.
+    norse_hint: suggest --nir-tau norse where it would deploy (False: snnTorch wrote it)."""
     if np.any(tau <= 0):
         raise ModelFileError(f"{where}: field {field!r} must be > 0 s")
-    if tau_conv == "norse":
-        tau = tau / dt
+    if norse_dt is not None:
+        tau = tau / norse_dt
     if np.any(np.isinf(tau)):
         raise UnsupportedLayerError(f"{where}: {field}=inf: in NIR's ODE this neuron receives no input")
     a = dt / tau
     a = np.where(np.abs(a - 1) <= REL_TOL, 1.0, a)          # tau = dt, stored in float32 or not
     t = float(tau.min())
     if np.any(a > 1):
-        if tau_conv == "norse":
+        if norse_dt is not None:
             fix = "pass a smaller --dt"
         else:
             short = f"{t:.6g}"          # 6 digits unless that rounds above tau + REL_TOL
             fix = f"pass --dt {short if float(short) <= t * (1 + REL_TOL) else f'{t:.9g}'} or smaller"
-            # norse 1.1 to_nir stores dt*tau (ENV.md): named only when reading tau that way
-            # gives tau/dt >= dt and a decay of at least 1/4096 (tau/dt <= 4096 dt)
-            if dt <= t / dt <= 4096 * dt:
+            # norse 1.1 to_nir stores dt_w*tau (dt_w = 1e-3 by default): named only when reading
+            # tau that way gives tau >= dt and a decay of at least 1/4096 (tau <= 4096 dt)
+            if norse_hint and dt <= t / NORSE_TO_NIR_DT <= 4096 * dt:
                 fix += "; or, if norse 1.1's to_nir wrote this graph (it stores dt*tau), pass --nir-tau norse"
         raise UnsupportedLayerError(
             f"{where}: {field}={t:.6g} s < dt={dt:.6g} s (dt/{field}={dt / t:.9g} > 1): forward Euler "
@@ -324,8 +351,8 @@ def _decay(where: str, field: str, tau: np.ndarray, dt: float, tau_conv: str, na
     return float(a.reshape(-1)[0]), d0
 
 
-def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str,
-            li: tuple | None = None) -> dict:
+def _neuron(node, where: str, out_shape, kind: str, dt: float, norse_dt: float | None,
+            li: tuple | None = None, norse_hint: bool = True) -> dict:
     """Decays, per-neuron gain and thresholds of a NIR neuron (see the module docstring).
     li: (LI node, where) before an IF or LIF: the layer's synaptic current."""
     ntype = _name(node)
@@ -344,7 +371,7 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str,
     notes: list[str] = []
 
     def decay(field: str, name: str, legal: tuple[int, int]) -> tuple[float, int]:
-        return _decay(where, field, p(field, inf=True), dt, tau_conv, name, legal, notes)
+        return _decay(where, field, p(field, inf=True), dt, norse_dt, name, legal, notes, norse_hint)
 
     info = {"node_type": ntype}
     if ntype == "CubaLIF":
@@ -369,7 +396,8 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str,
         r_li = q("r")
         if np.any(r_li <= 0):
             raise UnsupportedLayerError(f"{li_where}: field 'r' must be > 0")
-        a_i, i_decay = _decay(li_where, "tau", q("tau", inf=True), dt, tau_conv, "i_decay", I_DECAY_RANGE, notes)
+        a_i, i_decay = _decay(li_where, "tau", q("tau", inf=True), dt, norse_dt, "i_decay", I_DECAY_RANGE,
+                              notes, norse_hint)
         gain = gain * a_i * r_li
         info.update(a_i=a_i, node_type=f"LI+{ntype}")
     info.update(i_decay=i_decay, v_decay=v_decay, notes=notes,
@@ -378,9 +406,94 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, tau_conv: str,
     return info
 
 
-def from_graph(graph, *, dataset: str, steps: int, dt_s: float = 1e-3, tau_convention: str = "seconds",
+def _norse_dt(tau_convention) -> float | None:
+    """None for tau in seconds; for "norse" / "norse:DT" the dt (s) norse's to_nir wrote with."""
+    if tau_convention == "seconds":
+        return None
+    if tau_convention == "norse":
+        return NORSE_TO_NIR_DT
+    if isinstance(tau_convention, str) and tau_convention.startswith("norse:"):
+        try:
+            v = float(tau_convention[6:])
+        except ValueError:
+            v = float("nan")
+        if np.isfinite(v) and 0 < v <= 1:
+            return v
+    raise ModelFileError(f"tau convention {tau_convention!r}: choose one of seconds, norse (to_nir's "
+                         "default dt 1e-3 s) or norse:DT (the dt in s to_nir was called with)")
+
+
+def _written_dt(graph, order: list[str], where: str) -> tuple[float, str] | None:
+    """(dt_g in s, the first node showing it) when every r != 1 and w_in != 1 of the chain's
+    LIF, CubaLIF and LI nodes is tau/dt_g for one dt_g (relative spread <= REL_TOL), as
+    snnTorch's export_to_nir (dt_g = 1e-4) and exporters/nir.py (2**-10) write them;
+    else None. Fields are checked again, with shapes, when the layer is read."""
+    pairs = {"LIF": (("tau", "r"),), "LI": (("tau", "r"),), "CubaLIF": (("tau_mem", "r"), ("tau_syn", "w_in"))}
+    ratios, first = [], None
+    for k in order:
+        node = graph.nodes[k]
+        for ft, fg in pairs.get(_name(node), ()):
+            at = f"node {k!r} ({_name(node)})"
+            tau = _numbers(f"{where}: {at}", ft, getattr(node, ft), allow_inf=True)
+            gain = _numbers(f"{where}: {at}", fg, getattr(node, fg), allow_inf=True)
+            if tau.size != gain.size and min(tau.size, gain.size) != 1:
+                continue
+            with np.errstate(all="ignore"):
+                q = (tau.reshape(-1) / gain.reshape(-1))
+                g = np.broadcast_to(gain.reshape(-1), q.shape)
+            q = q[np.isfinite(q) & (q > 0) & (np.abs(g - 1) > REL_TOL)]
+            if q.size:
+                ratios.append(q)
+                first = first or f"{at}: {fg} = {ft}/dt"
+    if not ratios:
+        return None
+    q = np.concatenate(ratios)
+    lo, hi = float(q.min()), float(q.max())
+    if hi > lo * (1 + REL_TOL):
+        return None                       # r is a gain of its own, not tau/dt
+    dt_g = float(np.median(q))
+    short = float(f"{dt_g:.7g}")          # 1e-4 written through float32 -> 1e-4; 2**-10 stays exact
+    return (short if abs(short / dt_g - 1) <= REL_TOL else dt_g), first
+
+
+def _choose_dt(dt_s, norse_dt: float | None, written: tuple[float, str] | None,
+               where: str) -> tuple[float, str, list[str]]:
+    """The dt (s) to deploy at, where it came from, and notes to log. dt_s: the caller's
+    (--dt, or an ahsar-deploy graph's metadata), None if not given."""
+    notes = []
+    if written is not None:
+        dt_g, at = written
+        if dt_s is None:
+            return dt_g, (f"inferred from the graph: dt = {dt_g:.9g} s ({at}, with this dt in every "
+                          "r != 1 and w_in != 1 of its neurons)"), notes
+        if abs(dt_s / dt_g - 1) > REL_TOL:
+            snn = " (snnTorch's export_to_nir writes r = tau/dt at its dt 1e-4 s)" \
+                if abs(dt_g / SNNTORCH_DT - 1) <= REL_TOL else ""
+            raise ModelFileError(
+                f"{where}: {at}: the graph was written for dt = {dt_g:.9g} s{snn}, but dt = {dt_s:.9g} s "
+                f"was given: every decay and the per-step gain (dt/tau) r would change; pass --dt "
+                f"{dt_g:.9g} or omit --dt")
+        return float(dt_s), f"given, and the graph's {at} agrees", notes
+    if norse_dt is not None:
+        how = f"to_nir's default dt {norse_dt:g} s" if norse_dt == NORSE_TO_NIR_DT \
+            else f"to_nir's dt {norse_dt:g} s (norse:DT)"
+        if dt_s is None:
+            return norse_dt, f"{how}, from --nir-tau; a norse file does not record it", notes
+        if abs(dt_s / norse_dt - 1) > REL_TOL:
+            notes.append(f"tau read as written / {norse_dt:g} s ({how}; the file does not record it) and "
+                         f"deployed at dt = {dt_s:g} s; if to_nir was called with dt={dt_s:g}, use "
+                         f"tau_convention='norse:{dt_s:g}' (--nir-tau norse:{dt_s:g})")
+        return float(dt_s), f"given; tau read with {how}", notes
+    if dt_s is None:
+        return DEFAULT_DT_S, f"default {DEFAULT_DT_S:g} s: the graph does not show its time step (no r = tau/dt)", notes
+    return float(dt_s), "given", notes
+
+
+def from_graph(graph, *, dataset: str, steps: int, dt_s: float | None = None, tau_convention: str = "seconds",
                where: str = "nir", source_sha256: str = "") -> DeployGraph:
     """A nir.NIRGraph -> float DeployGraph (thresholds as in the graph, pooling fused).
+    dt_s: seconds per step; None takes the dt the graph shows (r = tau/dt), else to_nir's
+    dt under a norse convention, else DEFAULT_DT_S; a dt_s the graph contradicts is refused.
     Anything malformed that the checks below do not name is still a one-line error."""
     try:
         return _from_graph(graph, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
@@ -394,15 +507,25 @@ def from_graph(graph, *, dataset: str, steps: int, dt_s: float = 1e-3, tau_conve
 
 def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sha256) -> DeployGraph:
     import nir
-    if tau_convention not in TAU_CONVENTIONS:
-        raise ModelFileError(f"tau convention {tau_convention!r}: choose one of {', '.join(TAU_CONVENTIONS)}")
-    if not (isinstance(dt_s, (int, float)) and np.isfinite(dt_s) and 0 < dt_s <= 1):
+    norse_dt = _norse_dt(tau_convention)
+    if dt_s is not None and not (isinstance(dt_s, (int, float)) and np.isfinite(dt_s) and 0 < dt_s <= 1):
         raise ModelFileError(f"dt {dt_s!r} s must be in (0, 1]")
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 100000:
         raise ModelFileError(f"steps {steps!r} must be an integer in 1..100000")
     if not isinstance(graph, nir.NIRGraph):
         raise ModelFileError(f"{where}: top-level node is {_name(graph)}, not a NIRGraph")
     order = _chain(graph, where)
+    written = None if norse_dt is not None else _written_dt(graph, order, where)
+    dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
+    snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
+    if snntorch:
+        notes.append(f"{written[1]} at dt = 1e-4 s, as snnTorch's export_to_nir writes Leaky/Synaptic: "
+                     "the deployed neurons reset to zero (v <- 0 after a spike), but snnTorch's default "
+                     "reset_mechanism=\"subtract\" subtracts the threshold, which NIR cannot express; "
+                     "unless the network was trained with reset_mechanism=\"zero\", spikes and accuracy "
+                     "differ: train with reset_mechanism=\"zero\" in snnTorch")
+    for note in notes:
+        log.warning("warning: %s: %s", where, note)
     nodes = graph.nodes
     inp = nodes[order[0]]
     shape = _shape(f"{where}: node {order[0]!r} (Input)", "input_type", inp.input_type.get("input"))
@@ -461,7 +584,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
         elif nt in NEURONS:
             if syn is None:
                 raise UnsupportedLayerError(f"{at}: a neuron without a synapse node before it does not deploy")
-            nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), tau_convention, syn.get("li"))
+            nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), norse_dt, syn.get("li"), not snntorch)
             g = nrn["gain"].reshape((-1,) + (1,) * (syn["weight"].ndim - 1))
             kw = ({"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
                    "padding": syn["padding"]} if syn["kind"] == "conv" else {})
@@ -492,7 +615,8 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     return DeployGraph(layers=tuple(layers), n_inputs=int(np.prod(in_shape)), steps=int(steps),
                        dataset=str(dataset), encoding="rate", method="nir-import",
                        source_sha256=source_sha256,
-                       notes={"import": {"format": "nir", "dt_s": float(dt_s), "tau_convention": tau_convention,
+                       notes={"import": {"format": "nir", "dt_s": float(dt_s), "dt_from": dt_from,
+                                         "tau_convention": tau_convention, "notes": notes,
                                          "input_shape": list(in_shape), "layers": report}})
 
 
@@ -518,7 +642,8 @@ def _own_meta(meta: dict, key: str, kind: type, path) -> object:
 def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = None,
              dt_s: float | None = None, tau_convention: str = "seconds") -> DeployGraph:
     """Import stage for a .nir file. dataset/steps/dt default to the graph's metadata when
-    it was written by ahsar-deploy; otherwise dataset and steps must be given."""
+    it was written by ahsar-deploy; otherwise dataset and steps must be given, and dt (s)
+    comes from the graph where it shows it (from_graph)."""
     from ahsar_deploy.checkpoint import sha256
     g = read(path)
     meta = g.metadata if isinstance(g.metadata, dict) else {}
@@ -527,9 +652,8 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
         dataset = _own_meta(meta, "dataset", str, path)
     if steps is None and ours:
         steps = _own_meta(meta, "steps", int, path)
-    if dt_s is None:
-        dt_s = _own_meta(meta, "dt_s", float, path) if ours else None
-        dt_s = 1e-3 if dt_s is None else dt_s
+    if dt_s is None and ours:
+        dt_s = _own_meta(meta, "dt_s", float, path)     # else None: from_graph infers or defaults
     if dataset is None or steps is None:
         raise ModelFileError(f"{path}: a NIR graph carries no dataset or time steps; pass --data and --steps "
                              "for calibration")
@@ -542,9 +666,8 @@ def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = 
     Raises the same one-line errors as an export for what does not deploy."""
     g = read(path)
     meta = g.metadata if isinstance(g.metadata, dict) else {}
-    if dt_s is None:
-        dt_s = _own_meta(meta, "dt_s", float, path) if meta.get("producer") == "ahsar-deploy" else None
-        dt_s = 1e-3 if dt_s is None else dt_s
+    if dt_s is None and meta.get("producer") == "ahsar-deploy":
+        dt_s = _own_meta(meta, "dt_s", float, path)
     graph = from_graph(g, dataset="(none)", steps=1, dt_s=dt_s, tau_convention=tau_convention, where=str(path))
     imp = graph.notes["import"]
     layers = []
@@ -557,6 +680,7 @@ def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = 
                        "decay_notes": r["decay_notes"], "pools_fused": r["pools_fused"],
                        **({"in_shape": list(l.in_shape), "kernel": list(l.weight.shape[2:]),
                            "stride": list(l.stride), "padding": list(l.padding)} if l.kind == "conv" else {})})
-    return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": dt_s,
-            "tau_convention": tau_convention, "input_shape": imp["input_shape"],
+    return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": imp["dt_s"],
+            "dt_from": imp["dt_from"], "import_notes": imp["notes"], "tau_convention": tau_convention,
+            "input_shape": imp["input_shape"],
             "n_inputs": graph.n_inputs, "layers": layers}

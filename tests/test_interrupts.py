@@ -1,12 +1,13 @@
 """Ctrl-C and SIGTERM at any moment end a command cleanly (ahsar_deploy/interrupts.py).
 
-In-process: an interrupt that lands in a finalizer is neither printed nor lost, a held
-block defers it, an atomic write leaves the old file or the new one. Real processes:
+In-process: a signal that lands in a finalizer is neither printed nor lost, nothing is
+cut short by it, an atomic write leaves the old file or the new one. Real processes:
 `ahsar-export`, `ahsar train` and `ahsar run --backend lava` are sent SIGINT or SIGTERM
-at 20 points spread over their run (start-up to the final write; some get a second
-signal), while two busy processes load the CPU: every time exit 130 / 143 with one
-`interrupted` line or a finished result, no traceback, no temporary file or directory,
-no Lava process left, and the previous output whole.
+at 20 points spread over their run (start-up to the final write; every third gets a
+second signal; even and odd points are two tests, so pytest-xdist runs them side by
+side), while at least two busy processes load the CPU: every time exit 130 / 143 with
+one `interrupted` line or a finished result, no traceback, no temporary file or
+directory, no Lava process left, and the previous output whole.
 
 Timing is measured, not assumed: each command first runs to completion once to learn
 its duration D here and now, and the trials start counting when the process has
@@ -159,21 +160,21 @@ def _start(cmd, env):
     return proc
 
 
-def _sweep(cmd, out_dir: pathlib.Path, whole):
-    """Run cmd once to completion (its duration D), then TRIALS times with a signal at
-    i/TRIALS of D after the handlers are in place; every third trial gets a second
-    signal 50 ms later. whole() -> None asserts the previous output is intact.
+def _sweep(cmd, out_dir: pathlib.Path, whole, half: int):
+    """Run cmd once to completion (its duration D), then for i = half, half + 2, ... below
+    TRIALS with a signal at i/TRIALS of D after the handlers are in place; every third
+    trial gets a second signal 50 ms later. whole() asserts the previous output is intact.
     Returns (exit codes, longest seconds from the signal to exit)."""
     # TMPDIR of the command: must end empty. Short, under /tmp: Lava's worker puts a
     # multiprocessing socket two levels below it (AF_UNIX paths end at 108 bytes)
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="sig-"))
     try:
-        return _trials(cmd, out_dir, whole, scratch)
+        return _trials(cmd, out_dir, whole, scratch, half)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _trials(cmd, out_dir, whole, scratch):
+def _trials(cmd, out_dir, whole, scratch, half):
     env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
     proc = _start(cmd, env)
     t_ready = time.monotonic()
@@ -182,8 +183,8 @@ def _trials(cmd, out_dir, whole, scratch):
     duration = time.monotonic() - t_ready
     whole()
     codes, worst = [], 0.0
-    for i in range(TRIALS):
-        sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
+    for i in range(half, TRIALS, 2):
+        sig = (signal.SIGINT, signal.SIGTERM)[i // 2 % 2]
         # a second signal 50 ms later may count first: when both arrive during one long
         # C call, CPython runs their handlers in signal-number order (SIGINT before SIGTERM)
         sigs = {sig, signal.SIGINT} if i % 3 == 2 else {sig}
@@ -214,7 +215,7 @@ def _trials(cmd, out_dir, whole, scratch):
 
 
 def _report(name, codes, worst):
-    print(f"{name}: {TRIALS} trials, exit codes {sorted(set(codes))} "
+    print(f"{name}: {len(codes)} trials, exit codes {sorted(set(codes))} "
           f"({codes.count(0)} finished first), longest signal-to-exit {worst:.1f} s")
     assert any(c in (130, 143) for c in codes), f"{name}: no trial was interrupted"
 
@@ -223,7 +224,8 @@ def _snapshot(d: pathlib.Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
-def test_export_interrupted_anywhere(busy_cpus, small_model, small_build, tmp_path):
+@pytest.mark.parametrize("half", [0, 1])
+def test_export_interrupted_anywhere(half, busy_cpus, small_model, small_build, tmp_path):
     out = tmp_path / "work" / "b"
     shutil.copytree(small_build, out)
     before = _snapshot(out)
@@ -234,10 +236,11 @@ def test_export_interrupted_anywhere(busy_cpus, small_model, small_build, tmp_pa
 
     cmd = [str(BIN / "ahsar-export"), str(small_model), "-o", str(out), "--force", "-q",
            "--calib-samples", "64"]
-    _report("ahsar-export", *_sweep(cmd, out.parent, whole))
+    _report("ahsar-export", *_sweep(cmd, out.parent, whole, half))
 
 
-def test_train_interrupted_anywhere(busy_cpus, small_model, tmp_path):
+@pytest.mark.parametrize("half", [0, 1])
+def test_train_interrupted_anywhere(half, busy_cpus, small_model, tmp_path):
     out = tmp_path / "work" / "model.pt"
     out.parent.mkdir()
     shutil.copy(small_model, out)
@@ -250,10 +253,11 @@ def test_train_interrupted_anywhere(busy_cpus, small_model, tmp_path):
 
     cmd = [str(BIN / "ahsar"), "train", "--data", "digits", "--hidden", "16", "--steps", "4",
            "--epochs", "1", "--train-samples", "320", "-o", str(out), "-q"]
-    _report("ahsar train", *_sweep(cmd, out.parent, whole))
+    _report("ahsar train", *_sweep(cmd, out.parent, whole, half))
 
 
-def test_lava_run_interrupted_anywhere(busy_cpus, small_build, tmp_path):
+@pytest.mark.parametrize("half", [0, 1])
+def test_lava_run_interrupted_anywhere(half, busy_cpus, small_build, tmp_path):
     build = tmp_path / "b"
     shutil.copytree(small_build, build)
     result = build / "run-lava.json"
@@ -268,5 +272,5 @@ def test_lava_run_interrupted_anywhere(busy_cpus, small_build, tmp_path):
             assert sorted(os.listdir(build)) == names
 
     cmd = [str(BIN / "ahsar"), "run", str(build), "--backend", "lava", "--samples", "8", "-q"]
-    codes, worst = _sweep(cmd, build, whole)
+    codes, worst = _sweep(cmd, build, whole, half)
     _report("ahsar run --backend lava", codes, worst)
