@@ -112,7 +112,7 @@ def _silencing_graph(path):
     return g
 
 
-def test_neuron_silenced_by_the_layer_threshold_is_named(tmp_path, cli):
+def test_neuron_silenced_by_the_layer_threshold_is_named(tmp_path, cli, cli_inproc):
     """Neuron 1 fires at steps 300 and 601 in NIR; with one threshold per layer its weight
     rounds to 0. The export says so on stderr and in calibration.json; --strict refuses."""
     g = _silencing_graph(tmp_path / "if.nir")
@@ -130,8 +130,8 @@ def test_neuron_silenced_by_the_layer_threshold_is_named(tmp_path, cli):
     assert [f["cause"] for f in fid["findings"]] == ["silenced neurons"]
     assert "Fidelity" in (tmp_path / "b" / "calibration.md").read_text()
 
-    r = cli("export", tmp_path / "if.nir", "--data", "digits", "--steps", "8", "-o", tmp_path / "s",
-            "--strict", "-q")
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
-    assert r.returncode == 1 and len(lines) == 1 and "--strict: fc: silenced neurons" in lines[0], r.stderr
+    code, _, err = cli_inproc("export", tmp_path / "if.nir", "--data", "digits", "--steps", "8",
+                              "-o", tmp_path / "s", "--strict", "-q")
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    assert code == 1 and len(lines) == 1 and "--strict: fc: silenced neurons" in lines[0], err
     assert not (tmp_path / "s").exists()
