@@ -21,7 +21,7 @@ from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
 from . import checkpoint, data, emulator, interrupts
-from .errors import BuildError, DatasetError, DeployError, FidelityError
+from .errors import BuildError, DatasetError, DeployError, FidelityError, TargetError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
 from .passes.check import check, check_size
@@ -188,11 +188,16 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if refit and len(folded.layers) > 1:
         from .passes.refit import refit_readout
         refolded = refit_readout(folded, qgraph, x_cal)
-        q3, r3 = calibrate(refolded, x_cal, target,     # only the readout changed
-                           scales=[l.scale for l in qgraph.layers[:-1]] + [None])
-        acc["refit"] = acc_of(q3, True)
-        if acc["refit"] >= best_acc:
-            folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
+        try:
+            q3, r3 = calibrate(refolded, x_cal, target,     # only the readout changed
+                               scales=[l.scale for l in qgraph.layers[:-1]] + [None])
+        except TargetError as e:   # e.g. no spike reaches the readout: the refit gives it zero weights
+            log.warning("warning: readout refit dropped (%s); the calibrated readout is kept", e)
+        else:
+            acc["refit"] = acc_of(q3, True)
+            # an imported graph keeps the user's own weights unless the refit is strictly better
+            if acc["refit"] > best_acc or (acc["refit"] == best_acc and "import" not in graph.notes):
+                folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
     acc["chosen"] = chosen
     qgraph = check(qgraph, target)
     fid = fidelity(folded, qgraph, x_cal, target)

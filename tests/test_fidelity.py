@@ -135,3 +135,29 @@ def test_neuron_silenced_by_the_layer_threshold_is_named(tmp_path, cli, cli_inpr
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("warning:")]
     assert code == 1 and len(lines) == 1 and "--strict: fc: silenced neurons" in lines[0], err
     assert not (tmp_path / "s").exists()
+
+
+def test_silent_first_layer_deploys_loudly_instead_of_failing(tmp_path, caplog):
+    """First-layer weights far below threshold: no spike reaches the readout, the refit
+    gives it zero weights. The export used to fail naming the wrong layer ('linear_1 has
+    all-zero weights'); now the refit is dropped and the silenced layer is named."""
+    from ahsar_deploy import build
+    rng = np.random.default_rng(0)
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type=np.array([N_IN])),
+        "linear": nir.Linear(weight=rng.normal(size=(32, N_IN)) * 1e-6),
+        "lif": nir.LIF(tau=np.full(32, 5e-3), r=np.ones(32), v_leak=np.zeros(32), v_threshold=np.ones(32)),
+        "linear_1": nir.Linear(weight=rng.normal(size=(10, 32))),
+        "lif_1": nir.LIF(tau=np.full(10, 1e-2), r=np.ones(10), v_leak=np.zeros(10), v_threshold=np.ones(10)),
+        "output": nir.Output(output_type=np.array([10]))},
+        edges=[("input", "linear"), ("linear", "lif"), ("lif", "linear_1"), ("linear_1", "lif_1"),
+               ("lif_1", "output")], type_check=False)
+    nir.write(str(tmp_path / "weak.nir"), g)
+    with caplog.at_level("WARNING"):
+        build.export(tmp_path / "weak.nir", "loihi", tmp_path / "b", dataset="digits", steps=8,
+                     calib_samples=64, qat="off", progress=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("readout refit dropped" in m for m in messages), messages
+    assert any(m.startswith("warning: linear: silenced neurons: 32 neuron(s)") for m in messages), messages
+    acc = json.loads((tmp_path / "b" / "calibration.json").read_text())["validation_accuracy"]
+    assert acc["refit"] is None and acc["chosen"] == "quantized"

@@ -75,8 +75,9 @@ def _findings(f: Layer, q: Layer, ev: dict, neuron_steps: int, bound: float, tar
         add("silenced neurons", int(silenced.size),
             f"{silenced.size} neuron(s) ({', '.join(map(str, silenced[:5]))}{', ...' if silenced.size > 5 else ''}) "
             f"have every weight rounded to 0",
-            "one threshold per layer: their own thresholds were far above the layer's; "
-            "retrain with per-layer thresholds or split the layer")
+            "their weights are far below the layer's threshold on its 8-bit grid (after the fold: "
+            "their own threshold was far above the layer's, or the weights are tiny); retrain with "
+            "per-layer thresholds or larger weights, or split the layer")
     total = np.abs(wf).sum(axis=1)
     loss = np.divide(np.abs(wq - wf).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
     lossy = np.flatnonzero((loss > WEIGHT_LOSS) & ~np.isin(np.arange(len(loss)), silenced))
