@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from .errors import BuildError, DatasetError, DeployError, FidelityError, Target
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
 from .passes.check import check, check_size
-from .passes.fidelity import fidelity, warning_line
+from .passes.fidelity import compare, fidelity, warning_line
 from .passes.fold import fold
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+SOURCE = "source.npz"   # the float source model's weights and thresholds (ahsar run compares)
 VAL_SAMPLES = 2000   # validation samples behind the export's accuracy report and choices
 
 
@@ -162,12 +164,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     val_x, val_y = ds.val.x[:VAL_SAMPLES], ds.val.y[:VAL_SAMPLES]
     val = data.encode(val_x, graph.steps, graph.encoding)
 
-    def acc_of(g: DeployGraph, integer: bool) -> float:
-        out_ = emulator.run(g, val, integer=integer)[-1]
-        return float(np.mean(out_.sum(axis=1).argmax(axis=1) == val_y))
+    runs = {}   # validation spikes of each variant, for the source-vs-build comparison
 
-    acc = {"float": acc_of(graph, False), "folded": acc_of(folded, False),
-           "quantized": acc_of(qgraph, True), "qat": None, "refit": None}
+    def acc_of(g: DeployGraph, integer: bool, key: str) -> float:
+        runs[key] = emulator.run(g, val, integer=integer)
+        return float(np.mean(runs[key][-1].sum(axis=1).argmax(axis=1) == val_y))
+
+    acc = {"float": acc_of(graph, False, "float"), "folded": acc_of(folded, False, "folded"),
+           "quantized": acc_of(qgraph, True, "quantized"), "qat": None, "refit": None}
     chosen = "quantized"
     best_acc = acc["quantized"]
     drop_pp = 100 * (acc["folded"] - acc["quantized"])
@@ -182,7 +186,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         x_qat = data.encode(ds.train.x[:n], graph.steps, graph.encoding)
         tuned = finetune(folded, qgraph, x_qat, ds.train.y[:n], target, progress=progress)
         q2, r2 = calibrate(tuned, x_cal, target, scales=[l.scale for l in qgraph.layers])
-        acc["qat"] = acc_of(q2, True)
+        acc["qat"] = acc_of(q2, True, "qat")
         if acc["qat"] > best_acc:
             folded, qgraph, reports, chosen, best_acc = tuned, q2, r2, "qat", acc["qat"]
     if refit and len(folded.layers) > 1:
@@ -194,13 +198,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         except TargetError as e:   # e.g. no spike reaches the readout: the refit gives it zero weights
             log.warning("warning: readout refit dropped (%s); the calibrated readout is kept", e)
         else:
-            acc["refit"] = acc_of(q3, True)
+            acc["refit"] = acc_of(q3, True, "refit")
             # an imported graph keeps the user's own weights unless the refit is strictly better
             if acc["refit"] > best_acc or (acc["refit"] == best_acc and "import" not in graph.notes):
                 folded, qgraph, reports, chosen, best_acc = refolded, q3, r3, "refit", acc["refit"]
     acc["chosen"] = chosen
     qgraph = check(qgraph, target)
     fid = fidelity(folded, qgraph, x_cal, target)
+    versus = compare(runs["float"], runs[chosen], [l.name for l in qgraph.layers])
     if chosen != "quantized" and "import" in graph.notes:   # the user's own weights were changed
         log.warning("warning: %s changed your model's weights (validation accuracy: float %.2f %%, deployed "
                     "%.2f %%); --qat off --no-refit deploys them as they are", chosen,
@@ -218,6 +223,9 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
              *(100 * acc[k] for k in ("float", "folded", "quantized")),
              "" if acc["qat"] is None else f", qat {100 * acc['qat']:.2f} %",
              "" if acc["refit"] is None else f", refit {100 * acc['refit']:.2f} %", chosen)
+    log.info("source model vs build on the %d validation samples: same prediction on %.2f %%; spike "
+             "agreement %s", len(val_y), 100 * versus["prediction_agreement"],
+             ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
     manifest = {
         "format": "ahsar-deploy.build", "version": 1, "target": target.name,
         "source": {"file": Path(model).name, "sha256": graph.source_sha256},
@@ -225,14 +233,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
         "float_test_accuracy": graph.float_accuracy,
         "layers": [_layer_manifest(l) for l in qgraph.layers],
-        "files": ["model.nir", "model.net", "calibration.json", "calibration.md", MANIFEST],
+        "files": ["model.nir", "model.net", SOURCE, "calibration.json", "calibration.md", MANIFEST],
     }
     if "import" in graph.notes:
         manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(x_cal), **cal_source,
                    "validation_samples": len(val_y), "tolerance_pp": tolerance_pp,
-                   "validation_accuracy": acc, "layers": [asdict(r) for r in reports],
-                   "fidelity": fid}
+                   "validation_accuracy": acc, "validation_agreement": versus,
+                   "layers": [asdict(r) for r in reports], "fidelity": fid}
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +248,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
+        write_source(graph, tmp / SOURCE)
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / "calibration.md").write_text(calibration_summary(calibration, target.name))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -332,6 +341,49 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise BuildError(f"{b}: build directory is incomplete or corrupt ({type(e).__name__}: {e})") from None
     return graph, m
+
+
+def write_source(graph: DeployGraph, path: Path) -> None:
+    """The float source model, for `ahsar run` to compare the build with: per layer i,
+    weight_<i> (the layer's weight shape; float32 where that is exact, else float64) and
+    threshold_<i> (channels,) float64, in an .npz (no pickled objects). Kinds, shapes and
+    decays are the build's own (manifest.json)."""
+    arrays = {}
+    for i, l in enumerate(graph.layers):
+        w = np.asarray(l.weight, dtype=np.float64)
+        arrays[f"weight_{i}"] = w.astype(np.float32) if np.array_equal(w.astype(np.float32), w) else w
+        arrays[f"threshold_{i}"] = np.asarray(l.threshold, dtype=np.float64)
+    # np.savez stamps each member with the current time: a fixed stamp keeps builds identical
+    with zipfile.ZipFile(path, "w") as z:
+        for name, a in arrays.items():
+            member = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with z.open(member, "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+
+
+def load_source(build_dir: str | Path, graph: DeployGraph) -> DeployGraph | None:
+    """The float source model of a build (write_source) as a float DeployGraph with the
+    layers of `graph` (the build, from load()); None for a build written before source.npz
+    existed. Never unpickles. Raises BuildError if the file is damaged or does not fit."""
+    p = Path(build_dir) / SOURCE
+    if not p.is_file():
+        return None
+    try:
+        layers = []
+        with np.load(p, allow_pickle=False) as z:
+            for i, l in enumerate(graph.layers):
+                w = np.asarray(z[f"weight_{i}"], dtype=np.float64)
+                th = np.asarray(z[f"threshold_{i}"], dtype=np.float64)
+                if w.shape != l.weight.shape or th.shape != (l.channels,):
+                    raise ValueError(f"{l.name}: weight {w.shape}, threshold {th.shape}; the build has "
+                                     f"{l.weight.shape}, ({l.channels},)")
+                if not (np.isfinite(w).all() and np.isfinite(th).all() and (th > 0).all()):
+                    raise ValueError(f"{l.name}: non-finite weights or thresholds not above 0")
+                layers.append(l.with_(weight=w, threshold=th, vth=None, weight_exp=0, scale=None))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise BuildError(f"{p}: damaged ({' '.join(str(e).split())[:160]}); export the build again") from None
+    return graph.with_(layers=tuple(layers), target=None)
 
 
 def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -87,9 +87,12 @@ def _run_backend(a, graph, backend: str, x, y):
 def cmd_run(a) -> dict:
     import numpy as np
 
-    from .build import eval_inputs, load, load_predictions
+    from .build import SOURCE, eval_inputs, load, load_predictions, load_source
+    from .emulator import run
     from .energy import count
+    from .passes.fidelity import compare
     graph, _ = load(a.build)
+    source = load_source(a.build, graph)
     x, y = eval_inputs(graph, a.data, a.samples)
     ref = None if a.reference is None else load_predictions(a.reference, len(y), graph.layers[-1].n_out)
     spikes, secs = _run_backend(a, graph, a.backend, x, y)
@@ -99,14 +102,24 @@ def cmd_run(a) -> dict:
               "seconds": secs, "seconds_per_sample": secs / len(y),
               "float_test_accuracy": graph.float_accuracy,
               "predictions": pred.tolist(), "counters": count(graph, x, spikes)}
+    if source is not None:   # the float source model on the same samples (the emulator's float path)
+        src = run(source, x, integer=False)
+        result["source"] = {"accuracy": float(np.mean(src[-1].sum(axis=1).argmax(axis=1) == y)),
+                            **compare(src, spikes, [l.name for l in graph.layers])}
     if ref is not None:
         result["reference"] = {"file": Path(a.reference).name, "agreement": float(np.mean(pred == ref)),
                                "accuracy": float(np.mean(ref == y))}
     _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
     print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
           f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
-    if graph.float_accuracy is not None:
-        print(f"float model (training): {100 * graph.float_accuracy:.2f} % on the full test split",
+    if source is not None:
+        r = result["source"]
+        print(f"float source model: accuracy {100 * r['accuracy']:.2f} % on the same samples, same "
+              f"prediction on {100 * r['prediction_agreement']:.2f} %; spike agreement "
+              + ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in r["layers"]), file=sys.stderr)
+    elif graph.float_accuracy is not None:
+        print(f"float model (training): {100 * graph.float_accuracy:.2f} % on the full test split "
+              f"(this build has no {SOURCE}: export it again to compare on the same samples)",
               file=sys.stderr)
     if ref is not None:
         r = result["reference"]

@@ -24,8 +24,14 @@ class LoihiTarget:
     weight_max: int = 254           # ... and drop one LSB, so mixed weights are even (weightutils)
     weight_step: int = 2
     weight_bits: int = 8            # weight mantissa bits (Dense num_weight_bits, default 8)
-    # Dense shifts a_out by weight_exp with numpy (no range check in Lava); the silicon's
-    # exponent range is not in HARDWARE.md: unconfirmed, so calibration keeps weight_exp = 0.
+    # Weight exponent: Lava 0.10's Dense takes any integer weight_exp and shifts a_out with
+    # numpy, with no range check and no silicon range stated (lava/proc/dense/process.py,
+    # models.py). netx, which loads our builds, reads no exponent from the file (wgtExp is
+    # ignored) and derives its own from the weights, which must be 8-bit: outside
+    # [-256, 254] they are clipped (lava-dl netx/utils.py optimize_weight_bits, hdf5.py).
+    # So a build cannot carry an exponent and calibration keeps weight_exp = 0. One
+    # exponent per layer would scale all its weights alike anyway: it cannot rescue a
+    # neuron whose weights round to 0 beside larger ones; passes/fidelity.py reports those.
     weight_exp_range: tuple[int, int] | None = None
     act_shift: int = 6              # a_in << 6 (LIF.subthr_dynamics)
     vth_shift: int = 6              # threshold scale: vth_eff = vth << 6 (scale_threshold)

@@ -37,7 +37,7 @@ def test_same_inputs_give_identical_build_directories(small_model, tmp_path):
                        timeout=300, env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert r.returncode == 0, r.stderr
     sa, sb = _snapshot(a), _snapshot(b)
-    assert sorted(sa) == ["calibration.json", "calibration.md", "manifest.json", "model.net", "model.nir"]
+    assert sorted(sa) == ["calibration.json", "calibration.md", "manifest.json", "model.net", "model.nir", "source.npz"]
     assert sorted(sb) == sorted(sa)
     for name in sa:
         assert sa[name] == sb[name], f"{name} differs between two exports"

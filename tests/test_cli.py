@@ -173,3 +173,48 @@ def test_run_compares_with_reference_predictions(small_build, tmp_path, cli_inpr
                                   "--reference", tmp_path / "bad.npy")
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code == 1 and len(lines) == 1 and why in lines[0], err
+
+
+def test_run_compares_with_the_float_source_model_on_the_same_samples(small_model, small_build, tmp_path,
+                                                                      cli_inproc):
+    """The build keeps the float source model (source.npz): `ahsar run` reports its accuracy
+    on the very samples it ran, the prediction agreement and per-layer spike agreement,
+    each equal to running the checkpoint's own float graph here."""
+    import numpy as np
+
+    from ahsar_deploy import checkpoint, data, emulator
+    out = tmp_path / "b"
+    shutil.copytree(small_build, out)
+    code, stdout, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "40", "--json")
+    assert code == 0, err
+    r = json.loads(stdout)
+    graph = checkpoint.to_graph(small_model)
+    ds = data.load("digits")
+    x, y = data.encode(ds.test.x[:40], graph.steps, graph.encoding), ds.test.y[:40]
+    ref = emulator.run(graph, x, integer=False)
+    pred = ref[-1].sum(axis=1).argmax(axis=1)
+    assert r["source"]["accuracy"] == np.mean(pred == y)
+    assert r["source"]["prediction_agreement"] == np.mean(pred == np.array(r["predictions"]))
+    assert [l["spikes_reference"] for l in r["source"]["layers"]] == [int(s.sum()) for s in ref]
+    assert f"float source model: accuracy {100 * np.mean(pred == y):.2f} % on the same samples" in err
+    # a damaged source.npz: one line, exit 1; a build without one still runs, and says so
+    (out / "source.npz").write_bytes(b"PK\x03\x04 not a zip")
+    code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "5")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and "source.npz: damaged" in lines[0], err
+    (out / "source.npz").unlink()
+    code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "5")
+    assert code == 0 and "this build has no source.npz" in err, err
+
+
+def test_export_reports_source_versus_build_on_validation(small_build):
+    """calibration.json: float source model vs the kept build on the validation samples.
+    The accuracies can differ by at most the share of samples whose prediction changed."""
+    c = json.loads((small_build / "calibration.json").read_text())
+    a, v = c["validation_accuracy"], c["validation_agreement"]
+    assert 0 < v["prediction_agreement"] <= 1
+    assert abs(a["float"] - a[a["chosen"]]) <= 1 - v["prediction_agreement"] + 1e-12
+    assert [l["layer"] for l in v["layers"]] == [l["name"] for l in c["layers"]]
+    assert all(0 < l["spike_agreement"] <= 1 and l["spikes_reference"] > 0 for l in v["layers"])
+    fr = c["fidelity"]["free_running"]
+    assert 0 < fr["prediction_agreement"] <= 1 and len(fr["layers"]) == len(c["layers"])

@@ -214,4 +214,4 @@ def test_fuzz_cases_through_the_command(make_ckpt, tmp_path):
     r = subprocess.run([str(exe), str(good), "-o", str(tmp_path / "b"), "-q", "--calib-samples", "16"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(tmp_path / "b")) == ["calibration.json", "calibration.md", "manifest.json", "model.net", "model.nir"]
+    assert sorted(os.listdir(tmp_path / "b")) == ["calibration.json", "calibration.md", "manifest.json", "model.net", "model.nir", "source.npz"]

@@ -15,7 +15,14 @@ inputs, each layer fed the integer spikes of the layers before it (as calibrate.
   use k itself);
 - "current overflow possible": not seen on the data, but the static worst case over
   any binary input (the largest |u| the weights allow in `steps` steps) passes 2**23;
-- and, reported without a warning, the spike agreement with the float layer.
+- "prediction divergence": the whole integer network, run free on the calibration inputs,
+  predicts another class (argmax of the last layer's spike counts) than the folded float
+  network on more than 1 - PREDICTION_AGREEMENT of the samples, or a layer's spikes agree
+  on fewer than SPIKE_AGREEMENT of its neuron-steps, and no cause above was found: the
+  weight and threshold rounding accumulate (each small, named with its size);
+- and, reported without a warning, the spike agreement with the float layer, per layer
+  both fed the same integer input spikes ("spike_agreement") and with each network run
+  free ("free_agreement", compare()).
 
 Each finding names the layer, the cause, its size and the fix; build.py prints one
 `warning:` line per finding and `--strict` refuses the build.
@@ -26,11 +33,13 @@ import numpy as np
 
 from hw_targets import LoihiTarget
 
-from ..emulator import layer_float, layer_int
+from ..emulator import layer_float, layer_int, run
 from ..ir import DeployGraph, Layer
 
 WEIGHT_LOSS = 0.5          # share of a neuron's summed |weight| lost to rounding
 THRESHOLD_ERROR = 0.01     # relative error of the rounded threshold
+PREDICTION_AGREEMENT = 0.98   # free-running predictions int vs float, below it: a finding
+SPIKE_AGREEMENT = 0.95        # free-running spikes of a layer (share of neuron-steps), likewise
 
 
 def _u_bound(q: Layer, steps: int, target: LoihiTarget) -> float:
@@ -95,13 +104,36 @@ def _findings(f: Layer, q: Layer, ev: dict, neuron_steps: int, bound: float, tar
     return out
 
 
+def compare(reference: list[np.ndarray], deployed: list[np.ndarray], names: list[str]) -> dict:
+    """Two free-running runs of the same network on the same inputs, e.g. the float source
+    model and the integer build: per-layer spike lists (N, T, n_out) bool, as
+    emulator.run returns. Returns {"prediction_agreement": share of samples whose
+    predicted class (argmax of the last layer's spike counts; ties to the lowest index)
+    is the same, "layers": [{"layer", "spike_agreement" (share of equal neuron-steps),
+    "spikes_reference", "spikes"}]} (JSON-ready)."""
+    pred = [r[-1].sum(axis=1).argmax(axis=1) for r in (reference, deployed)]
+    return {"prediction_agreement": float(np.mean(pred[0] == pred[1])),
+            "layers": [{"layer": n, "spike_agreement": float(np.mean(a == b)),
+                        "spikes_reference": int(np.count_nonzero(a)), "spikes": int(np.count_nonzero(b))}
+                       for n, a, b in zip(names, reference, deployed)]}
+
+
+def _weight_error(f: Layer, q: Layer) -> float:
+    """Summed |rounding error| over summed |weight| of the layer (float units)."""
+    wf = np.asarray(f.weight, dtype=np.float64)
+    wq = np.asarray(q.weight, dtype=np.float64) * 2.0 ** q.weight_exp / q.scale
+    total = np.abs(wf).sum()
+    return float(np.abs(wq - wf).sum() / total) if total > 0 else 0.0
+
+
 def fidelity(folded: DeployGraph, quantized: DeployGraph, spikes: np.ndarray,
              target: LoihiTarget) -> dict:
     """Compare the integer graph with the folded float graph it came from.
 
     folded, quantized: the same layers before and after calibrate. spikes: (N, T, F)
-    calibration inputs, 0/1. Returns {"layers": [per-layer measures], "findings":
-    [{"layer", "cause", "size", "detail", "fix"}, ...]} (JSON-ready)."""
+    calibration inputs, 0/1. Returns {"layers": [per-layer measures], "free_running":
+    compare() of the two networks run free, "findings": [{"layer", "cause", "size",
+    "detail", "fix"}, ...]} (JSON-ready)."""
     layers, findings = [], []
     x = spikes
     for f, q in zip(folded.layers, quantized.layers):
@@ -115,7 +147,24 @@ def fidelity(folded: DeployGraph, quantized: DeployGraph, spikes: np.ndarray,
                        "threshold_error": _threshold_error(q)})
         findings += _findings(f, q, ev, int(ref.size), bound, target)
         x = s
-    return {"layers": layers, "findings": findings}
+    free = compare(run(folded, spikes, integer=False), run(quantized, spikes, integer=True),
+                   [l.name for l in quantized.layers])
+    for l, c in zip(layers, free["layers"]):
+        l["free_agreement"] = c["spike_agreement"]
+    agree = free["prediction_agreement"]
+    worst = min(free["layers"], key=lambda l: l["spike_agreement"])
+    if (agree < PREDICTION_AGREEMENT or worst["spike_agreement"] < SPIKE_AGREEMENT) and not findings:
+        errs = ", ".join(f"{q.name} weights {_weight_error(f, q):.1%}, threshold {_threshold_error(q):.2%}"
+                         for f, q in zip(folded.layers, quantized.layers))
+        findings.append({
+            "layer": worst["layer"], "cause": "prediction divergence", "size": round(1 - agree, 4),
+            "detail": f"run free on the calibration inputs, the integer network predicts another class "
+                      f"than the float one on {1 - agree:.1%} of {len(spikes)} samples and {worst['layer']}'s "
+                      f"spikes agree on {worst['spike_agreement']:.1%} of neuron-steps; no overflow or "
+                      f"silenced neuron: rounding accumulates ({errs})",
+            "fix": "--qat on fine-tunes against the integer grid; or retrain with fewer, larger weights "
+                   "per neuron (a weight penalty) so 8-bit rounding matters less"})
+    return {"layers": layers, "free_running": free, "findings": findings}
 
 
 def warning_line(finding: dict) -> str:
