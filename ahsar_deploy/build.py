@@ -212,6 +212,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
                     100 * acc["float"], 100 * acc[chosen])
     for f in fid["findings"]:
         log.warning("%s", warning_line(f))
+    fid["findings"] = _import_findings(graph) + fid["findings"]   # already warned at import
     if strict and fid["findings"]:
         f = fid["findings"][0]
         raise FidelityError(f"--strict: {f['layer']}: {f['cause']}: {f['detail']} ({len(fid['findings'])} "
@@ -262,6 +263,18 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             raise BuildError(f"{out}: cannot {what} ({e.strerror or e}); nothing was changed") from None
         raise
     return manifest
+
+
+def _import_findings(graph: DeployGraph) -> list[dict]:
+    """What the NIR import changed and warned about (exporters/nir_import.py: a decay moved
+    to the nearest legal value, a writer's reset that NIR cannot say) as fidelity findings,
+    so calibration.json lists them and --strict refuses them."""
+    imp = graph.notes.get("import", {})
+    fix = "see the detail; --strict refuses the build"
+    out = [{"layer": "import", "cause": "import semantics", "size": None, "detail": n, "fix": fix}
+           for n in imp.get("notes", [])]
+    return out + [{"layer": l["layer"], "cause": "decay moved", "size": None, "detail": n, "fix": fix}
+                  for l in imp.get("layers", []) for n in l.get("decay_notes", [])]
 
 
 def calibration_summary(c: dict, target: str) -> str:

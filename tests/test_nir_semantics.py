@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ahsar_deploy import build, emulator
-from ahsar_deploy.errors import BackendError, UnsupportedLayerError
+from ahsar_deploy.errors import BackendError, FidelityError, UnsupportedLayerError
 from ahsar_deploy.ir import DeployGraph, Layer
 from exporters import lava, nir_import
 from exporters import nir as nir_exporter
@@ -63,6 +63,12 @@ def test_memoryless_membrane_exports_and_inspect_reports_it(tmp_path, cli):
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["layers"][0]["v_decay"] == 4095
     assert m["import"]["layers"][0]["v_decay_exact"] == 4096 and m["import"]["layers"][0]["decay_notes"]
+    c = json.loads((tmp_path / "b" / "calibration.json").read_text())
+    assert [f["cause"] for f in c["fidelity"]["findings"]][:1] == ["decay moved"]
+    with pytest.raises(FidelityError, match="--strict: fc: decay moved: .*deployed 4095"):
+        build.export(tmp_path / "m.nir", "loihi", tmp_path / "b2", calib_samples=64, progress=False,
+                     dataset="digits", steps=8, strict=True)
+    assert not (tmp_path / "b2").exists()
 
 
 @pytest.mark.parametrize("tau,dt,shown,hint", [
