@@ -49,6 +49,8 @@ $(STAMP): pyproject.toml Makefile
 	  "tqdm>=4.60" "pytest>=7" "pytest-xdist>=3.5" "hypothesis>=6" && \
 	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
 	$(PIP) --no-deps snntorch==1.0.0 sinabs==3.1.3 "pbr>=5" && \
+	$(PIP) --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 && \
+	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
 

@@ -58,7 +58,7 @@ def import_graph(model: str | Path, dataset: str | None = None, steps: int | Non
     if any(v is not None for v in (steps, dt_s)):
         raise DeployError(f"{model}: --steps and --dt apply to .nir inputs; a checkpoint carries its own")
     graph = checkpoint.to_graph(model)
-    if dataset is not None and dataset != graph.dataset:
+    if dataset in data.DATASETS and dataset != graph.dataset:   # a file: its shapes are checked
         raise DeployError(f"{model}: trained on {graph.dataset!r}, not {dataset!r}")
     return graph
 
@@ -95,6 +95,23 @@ def load_predictions(path: str | Path, n: int, n_classes: int) -> np.ndarray:
     return a
 
 
+def _calib_steps(calib: str | Path | None) -> int | None:
+    """T of a (N, T, F) spike calibration file, else None (its header only)."""
+    if calib is None:
+        return None
+    a = _open_npy(calib, f"calibration data {calib}")
+    return int(a.shape[1]) if a.ndim == 3 else None
+
+
+def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
+    """Raise DatasetError unless the data fit the network: features, and spike data's steps."""
+    if ds.n_features != graph.n_inputs:
+        raise DatasetError(f"{what}: expects {graph.n_inputs} inputs per sample, data {ds.name} has "
+                           f"{ds.n_features}")
+    if ds.steps is not None and ds.steps != graph.steps:
+        raise DatasetError(f"{what}: runs {graph.steps} time steps, the spikes in {ds.name} have {ds.steps}")
+
+
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
     """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
     (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
@@ -121,7 +138,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
            calib_samples: int = 512, progress: bool = True, qat: str = "auto",
            refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
            calib: str | Path | None = None, dataset: str | None = None, steps: int | None = None,
-           dt_s: float | None = None, nir_tau: str = "seconds", strict: bool = False) -> dict:
+           dt_s: float | None = None, nir_tau: str = "seconds", strict: bool = False,
+           encoding: str | None = None) -> dict:
     """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
 
     Calibration data: `calib` (a .npy file, see load_calibration) or the training split.
@@ -132,6 +150,11 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     line, and strict=True raises FidelityError instead of writing the build.
     model: a checkpoint, or a NIR graph (*.nir) with dataset and steps for calibration
     (dt_s and nir_tau: how its time constants map to Loihi decays, exporters/nir_import.py).
+    dataset: a built-in name or an .npz file (data.load_file), default the checkpoint's.
+    A NIR graph calibrates from `calib` or `dataset` alone; its steps default to the time
+    steps of spike data, and `encoding` (rate, poisson, latency) says how intensities
+    become spikes. Without labelled data (calib only) accuracies are None, QAT and the
+    refit are skipped, and the source-vs-build agreement is measured on calibration inputs.
     """
     if qat not in ("auto", "on", "off"):
         raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
@@ -143,15 +166,28 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
     if calib_samples < 1:
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
-    graph = import_graph(model, dataset, steps, dt_s, nir_tau)
+    ds = None if dataset is None else data.load(dataset)
+    nir = Path(model).suffix.lower() == ".nir"
+    if nir and steps is None:   # spike data set the time steps themselves
+        steps = ds.steps if ds is not None else _calib_steps(calib)
+    graph = import_graph(model, dataset if dataset is not None or calib is None else "", steps,
+                         dt_s, nir_tau)
+    if encoding is not None and encoding != graph.encoding:
+        if not nir:
+            raise BuildError(f"{model}: trained with {graph.encoding} input coding; --encoding applies "
+                             f"to .nir graphs")
+        if encoding not in ("rate", "poisson", "latency"):
+            raise BuildError(f"--encoding {encoding!r}: choose rate, poisson or latency (spikes for the chip)")
+        graph = graph.with_(encoding=encoding)
     if graph.encoding == "direct":
         raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
     check_size(graph, target)
     folded = fold(graph)
-    ds = data.load(graph.dataset)
-    if ds.n_features != graph.n_inputs:
-        raise BuildError(f"{model}: expects {graph.n_inputs} inputs, dataset {ds.name} has {ds.n_features}")
+    if ds is None and graph.dataset:
+        ds = data.load(graph.dataset)
+    if ds is not None:
+        _fits(ds, graph, str(model))
     if calib is None:
         x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
@@ -160,22 +196,28 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         cal_source = {"split": f"file[:{len(x_cal)}]",
                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
     qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
-    # the first VAL_SAMPLES of the validation split decide QAT and refit (and are reported)
-    val_x, val_y = ds.val.x[:VAL_SAMPLES], ds.val.y[:VAL_SAMPLES]
-    val = data.encode(val_x, graph.steps, graph.encoding)
+    # the first VAL_SAMPLES of the validation split decide QAT and refit (and are reported);
+    # without labelled data, the calibration inputs stand in, without accuracies
+    if ds is None:
+        log.info("no labelled data (--data): accuracies are not measured, QAT and the readout refit "
+                 "are skipped; the source model and the build are compared on the calibration inputs")
+        val, val_y = x_cal[:VAL_SAMPLES], None
+    else:
+        val_y = ds.val.y[:VAL_SAMPLES]
+        val = data.encode(ds.val.x[:VAL_SAMPLES], graph.steps, graph.encoding)
 
     runs = {}   # validation spikes of each variant, for the source-vs-build comparison
 
     def acc_of(g: DeployGraph, integer: bool, key: str) -> float:
         runs[key] = emulator.run(g, val, integer=integer)
-        return float(np.mean(runs[key][-1].sum(axis=1).argmax(axis=1) == val_y))
+        return None if val_y is None else float(np.mean(runs[key][-1].sum(axis=1).argmax(axis=1) == val_y))
 
     acc = {"float": acc_of(graph, False, "float"), "folded": acc_of(folded, False, "folded"),
            "quantized": acc_of(qgraph, True, "quantized"), "qat": None, "refit": None}
     chosen = "quantized"
     best_acc = acc["quantized"]
-    drop_pp = 100 * (acc["folded"] - acc["quantized"])
-    wants_qat = qat == "on" or (qat == "auto" and drop_pp > tolerance_pp)
+    drop_pp = 0.0 if val_y is None else 100 * (acc["folded"] - acc["quantized"])
+    wants_qat = val_y is not None and (qat == "on" or (qat == "auto" and drop_pp > tolerance_pp))
     if wants_qat and any(l.kind != "dense" for l in folded.layers):   # acc["qat"] stays None
         log.warning("warning: quantization costs %.2f pp of validation accuracy; QAT does not fine-tune "
                     "convolutions yet, so the weights are kept as calibrated", drop_pp)
@@ -189,7 +231,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         acc["qat"] = acc_of(q2, True, "qat")
         if acc["qat"] > best_acc:
             folded, qgraph, reports, chosen, best_acc = tuned, q2, r2, "qat", acc["qat"]
-    if refit and len(folded.layers) > 1:
+    if refit and len(folded.layers) > 1 and val_y is not None:
         from .passes.refit import refit_readout
         refolded = refit_readout(folded, qgraph, x_cal)
         try:
@@ -220,12 +262,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     for r in reports:
         log.info("calibrate %s: scale %.2f vth %d, spike agreement %.4f (%d changed), %d weights clipped",
                  r.name, r.scale, r.vth, r.spike_agreement, r.spikes_changed, r.weights_clipped)
-    log.info("validation accuracy: float %.2f %%, folded %.2f %%, quantized %.2f %%%s%s -> %s",
-             *(100 * acc[k] for k in ("float", "folded", "quantized")),
-             "" if acc["qat"] is None else f", qat {100 * acc['qat']:.2f} %",
-             "" if acc["refit"] is None else f", refit {100 * acc['refit']:.2f} %", chosen)
-    log.info("source model vs build on the %d validation samples: same prediction on %.2f %%; spike "
-             "agreement %s", len(val_y), 100 * versus["prediction_agreement"],
+    if val_y is not None:
+        log.info("validation accuracy: float %.2f %%, folded %.2f %%, quantized %.2f %%%s%s -> %s",
+                 *(100 * acc[k] for k in ("float", "folded", "quantized")),
+                 "" if acc["qat"] is None else f", qat {100 * acc['qat']:.2f} %",
+                 "" if acc["refit"] is None else f", refit {100 * acc['refit']:.2f} %", chosen)
+    log.info("source model vs build on the %d %s samples: same prediction on %.2f %%; spike "
+             "agreement %s", len(val), "calibration" if val_y is None else "validation",
+             100 * versus["prediction_agreement"],
              ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
     manifest = {
         "format": "ahsar-deploy.build", "version": 1, "target": target.name,
@@ -239,7 +283,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if "import" in graph.notes:
         manifest["import"] = graph.notes["import"]
     calibration = {"calibration_samples": len(x_cal), **cal_source,
-                   "validation_samples": len(val_y), "tolerance_pp": tolerance_pp,
+                   "validation_samples": None if val_y is None else len(val_y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "validation_agreement": versus,
                    "layers": [asdict(r) for r in reports], "fidelity": fid}
     tmp = None
@@ -400,11 +444,16 @@ def load_source(build_dir: str | Path, graph: DeployGraph) -> DeployGraph | None
 
 
 def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The first `samples` of the test split, encoded as the model was trained."""
+    """The first `samples` of the test split, encoded as the model was trained: (N, T, F)
+    uint8 spikes and (N,) int64 labels. dataset: a built-in name or an .npz file (default
+    the build's own). Raises DeployError if the data do not fit the build."""
     name = dataset or graph.dataset
-    if name != graph.dataset:
+    if not name:
+        raise DeployError("this build was calibrated from a file without labels: pass --data NAME|FILE.npz")
+    if name in data.DATASETS and graph.dataset in data.DATASETS and name != graph.dataset:
         raise DeployError(f"dataset {name!r} does not match the build's {graph.dataset!r}")
     ds = data.load(name)
+    _fits(ds, graph, "the build")
     n = len(ds.test.y) if samples is None else min(samples, len(ds.test.y))
     if n <= 0:
         raise DeployError(f"--samples must be positive, got {samples}")

@@ -41,7 +41,7 @@ def cmd_train(a) -> dict:
         raise DeployError(f"--hidden {a.hidden!r} / --channels {a.channels!r}: "
                           f"expected comma-separated integers") from None
     for name, v in (("--steps", a.steps), ("--epochs", a.epochs), ("--batch", a.batch)):
-        if v <= 0:
+        if v is not None and v <= 0:
             raise DeployError(f"{name} must be positive, not {v}")
     if a.augment_shift < 0:
         raise DeployError(f"--augment-shift must be >= 0, not {a.augment_shift}")
@@ -67,7 +67,8 @@ def cmd_export(a) -> dict:
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
-               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict)
+               dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict,
+               encoding=a.encoding)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
@@ -97,7 +98,7 @@ def cmd_run(a) -> dict:
     ref = None if a.reference is None else load_predictions(a.reference, len(y), graph.layers[-1].n_out)
     spikes, secs = _run_backend(a, graph, a.backend, x, y)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
-    result = {"backend": a.backend, "dataset": graph.dataset, "samples": int(len(y)),
+    result = {"backend": a.backend, "dataset": a.data or graph.dataset, "samples": int(len(y)),
               "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
               "seconds": secs, "seconds_per_sample": secs / len(y),
               "float_test_accuracy": graph.float_accuracy,
@@ -110,7 +111,7 @@ def cmd_run(a) -> dict:
         result["reference"] = {"file": Path(a.reference).name, "agreement": float(np.mean(pred == ref)),
                                "accuracy": float(np.mean(ref == y))}
     _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
-    print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {graph.dataset} "
+    print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {result['dataset']} "
           f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
     if source is not None:
         r = result["source"]
@@ -164,12 +165,31 @@ def cmd_energy(a) -> dict:
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:
-        print(f"  sparsity {c['layer']:<8} {'pass' if c['ok'] else 'FAIL: ' + '; '.join(c['reasons'])}",
+        print(f"  sparsity {c['layer']:<8} {c['status']}{': ' + '; '.join(c['reasons']) if c['reasons'] else ''}",
               file=out)
     failed = [c["layer"] for c in report["sparsity_check"] if not c["ok"]]
     if a.check and failed:
         raise DeployError(f"sparsity check failed for {', '.join(failed)} (see energy.json)")
     return report
+
+
+def cmd_events(a) -> dict:
+    import numpy as np
+
+    from .data import events_to_frames
+    from .errors import DeployError
+    try:
+        size = tuple(int(v) for v in a.sensor_size.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3:
+        raise DeployError(f"--sensor-size {a.sensor_size!r}: expected W,H,P (e.g. 34,34,2 for N-MNIST)")
+    arrays = events_to_frames(a.events, size, a.steps, a.bin_us)
+    with interrupts.atomic_path(a.output) as tmp:
+        np.savez(tmp, **arrays)   # uncompressed: data files are memory-mapped when read
+    shapes = {k: list(v.shape) for k, v in arrays.items()}
+    log.info("wrote %s: %s", a.output, ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
+    return {"output": str(a.output), "shapes": shapes}
 
 
 def cmd_inspect(a) -> dict:
@@ -248,8 +268,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="refuse the build (exit 1, nothing written) if the fidelity pass finds any "
                         "cause for the chip to differ from the model (overflow, silenced neurons, ...)")
-    p.add_argument("--data", default=None, help="dataset for calibration (needed for a .nir graph)")
-    p.add_argument("--steps", type=int, default=None, help="time steps per sample (needed for a .nir graph)")
+    p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
+                   help="dataset for calibration and validation: a built-in name or an .npz file "
+                        "(default: the checkpoint's; a .nir graph needs --data or --calib)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="time steps per sample (a .nir graph: needed unless the data are spikes)")
+    p.add_argument("--encoding", default=None, choices=("rate", "poisson", "latency"),
+                   help="a .nir graph: how intensities become input spikes (default rate)")
     _nir_args(p)
 
 
@@ -272,7 +297,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", help="build directory written by ahsar-export")
     p.add_argument("--backend", default="lava", help="lava (Loihi simulation), emulator (bit-exact integer) or "
                    "norse (float reference from model.nir)")
-    p.add_argument("--data", default=None, help="dataset (default: the model's)")
+    p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
+                   help="test data: a built-in name or an .npz file (default: the build's dataset)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
 
@@ -289,7 +315,9 @@ def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
-    p.add_argument("--data", default="digits", choices=DATASETS)
+    p.add_argument("--data", default="digits", metavar="NAME|FILE.npz",
+                   help=f"built-in dataset ({', '.join(DATASETS)}) or an .npz file: x, y (or x_train, "
+                        f"y_train, x_test, y_test); x float intensities in [0, 1] or 0/1 spikes (N, T, ...)")
     p.add_argument("--method", default="ahsar", choices=METHODS,
                    help="threshold method; '+ahsar' adds the AHSAR regulator")
     p.add_argument("--arch", default="mlp", choices=ARCHS)
@@ -298,7 +326,7 @@ def parser() -> argparse.ArgumentParser:
                         "cnn none after the convolutions)")
     p.add_argument("--channels", default="8,16", help="cnn: output channels per conv+pool stage")
     p.add_argument("--pool", default="sum", choices=("sum", "avg"), help="cnn: pooling kind")
-    p.add_argument("--steps", type=int, default=16, help="time steps per sample")
+    p.add_argument("--steps", type=int, default=None, help="time steps per sample (default 16; spike data: its own)")
     p.add_argument("--encoding", default="rate", choices=ENCODINGS, help="input coding")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -334,6 +362,17 @@ def parser() -> argparse.ArgumentParser:
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
     p.set_defaults(fn=cmd_energy)
+    p = sub.add_parser("events", help="bin event streams (x, y, t, p) into a spike data file with tonic")
+    p.add_argument("events", help=".npz with events, offsets, y (or events_train, offsets_train, y_train, "
+                                  "events_test, ...): events a structured array x, y, t (us), p")
+    p.add_argument("--sensor-size", required=True, metavar="W,H,P", help="sensor width, height, polarities")
+    p.add_argument("--bin-us", type=int, default=None, help="microseconds per time step")
+    p.add_argument("--steps", type=int, default=None,
+                   help="time steps per sample (with --bin-us: keep the first STEPS bins; alone: split "
+                        "each sample's span into STEPS bins)")
+    p.add_argument("-o", "--output", required=True, help="spike data file to write (.npz)")
+    _common(p)
+    p.set_defaults(fn=cmd_events)
     p = sub.add_parser("inspect", help="summarise a checkpoint, a build directory or a NIR graph")
     p.add_argument("path")
     _nir_args(p)

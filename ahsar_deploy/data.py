@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ _HOW = {
 
 @dataclass(frozen=True)
 class Split:
-    x: np.ndarray  # (N, F) float intensities in [0, 1] (float32 for image sets)
+    x: np.ndarray  # (N, F) float intensities in [0, 1], or (N, T, F) 0/1 spikes (files only)
     y: np.ndarray  # (N,) int64 labels
 
 
@@ -44,6 +46,7 @@ class Dataset:
     val: Split
     test: Split
     shape: tuple[int, ...] = ()  # (C, H, W) of one sample for images, () otherwise
+    steps: int | None = None     # spike data: its time steps T (x is (N, T, F)); None: intensities
 
 
 def _idx(path: Path, name: str) -> np.ndarray:
@@ -85,8 +88,220 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Split, Split, S
     return Split(x_tr, y_tr), Split(x_val, y_val), Split(x_test, y_test)
 
 
+def _npz_members(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive, never unpickled: members stored uncompressed
+    (np.savez) are memory-mapped, compressed ones (np.savez_compressed) are read.
+    Raises DatasetError naming the member."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: not an .npz archive ({e}); write it with numpy.savez") from None
+    out = {}
+    with zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            where = f"{path}: {key!r}"
+            try:
+                if info.compress_type != zipfile.ZIP_STORED:
+                    with zf.open(info) as f:
+                        out[key] = np.lib.format.read_array(f, allow_pickle=False)
+                    continue
+                fh.seek(info.header_offset)
+                local = fh.read(30)   # local file header: name and extra lengths at bytes 26..29
+                if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                    raise ValueError("damaged zip member header")
+                fh.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
+                version = np.lib.format.read_magic(fh)
+                read = {(1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read is None:
+                    raise ValueError(f".npy format version {version}; write it with numpy.savez")
+                shape, fortran, dtype = read(fh)
+                if dtype.hasobject:
+                    raise ValueError("holds Python objects (pickled)")
+                out[key] = (np.zeros(shape, dtype) if 0 in shape else
+                            np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=fh.tell(),
+                                      order="F" if fortran else "C"))
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                why = "holds Python objects (pickled), which are never loaded" if "pickle" in str(e) else \
+                    " ".join(str(e).split())[:120]
+                raise DatasetError(f"{where}: cannot be read ({why}); save numeric arrays with numpy.savez") from None
+    return out
+
+
+def _check_x(x: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...], int | None]:
+    """One x array of a data file -> ((N, F) intensities or (N, T, F) spikes, sample shape,
+    steps). float: intensities (N, F) or (N, C, H, W) in [0, 1]; bool or integer: spikes
+    (N, T, ...) of 0 and 1. Checked in chunks (a memory-mapped file is read once)."""
+    spikes = x.dtype.kind in "biu"
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: dtype {x.dtype}; expected float intensities in [0, 1] or 0/1 spikes")
+    if spikes and x.ndim < 3:
+        raise DatasetError(f"{where}: integer array of shape {x.shape} read as spikes must be (N, T, ...) "
+                           f"with 0/1; images go as float intensities in [0, 1] (divide by 255)")
+    if x.ndim < 2 or x.shape[0] < 1 or min(x.shape) < 1:
+        raise DatasetError(f"{where}: shape {x.shape}; expected (N, F) or (N, C, H, W) intensities, "
+                           f"or (N, T, ...) spikes")
+    per = int(np.prod(x.shape[1:]))
+    for i in range(0, x.shape[0], max(1, (1 << 24) // per)):
+        c = np.asarray(x[i:i + max(1, (1 << 24) // per)])
+        if spikes and not np.isin(c, (0, 1)).all():
+            raise DatasetError(f"{where}: integer spikes must be 0 or 1 (found {c.min()}..{c.max()}); "
+                               f"images go as float intensities in [0, 1]")
+        if not spikes and not (np.isfinite(c).all() and c.min() >= 0 and c.max() <= 1):
+            raise DatasetError(f"{where}: intensities must be finite and in [0, 1] "
+                               f"(found {np.nanmin(c):.3g}..{np.nanmax(c):.3g}, NaN or inf included)")
+    if spikes:
+        sample = tuple(int(v) for v in x.shape[2:])
+        return x.reshape(x.shape[0], x.shape[1], -1), sample, int(x.shape[1])
+    return x.reshape(x.shape[0], -1), tuple(int(v) for v in x.shape[1:]), None
+
+
+def load_file(path: str | Path) -> Dataset:
+    """A user's dataset in one .npz: `x` and `y` (one set: calibration, validation and
+    runs all draw from it), or `x_train`, `y_train`, `x_test`, `y_test` (plus optional
+    `x_val`, `y_val`; else the last 10 % of the training set, at most 5000, validates).
+    x: float intensities (N, F) or (N, C, H, W) in [0, 1], encoded as the model's
+    --encoding says; or bool/integer spikes (N, T, ...) of 0 and 1, fed as they are
+    (their T sets the time steps). y: (N,) integer labels >= 0. Uncompressed members
+    (numpy.savez) are memory-mapped. Never unpickles. Raises DatasetError in one line
+    naming the key and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: no such data file; pass --data PATH (or a built-in name: {', '.join(DATASETS)})")
+    a = _npz_members(p)
+    if {"x_train", "y_train", "x_test", "y_test"} <= set(a):
+        names = ["train", "test"] + (["val"] if {"x_val", "y_val"} <= set(a) else [])
+    elif {"x", "y"} <= set(a):
+        names = [""]
+    else:
+        raise DatasetError(f"{p}: keys {sorted(a)}; expected x and y, or x_train, y_train, x_test, y_test")
+    splits, shapes = {}, set()
+    for n in names:
+        kx, ky = ("x_" + n, "y_" + n) if n else ("x", "y")
+        x, sample, steps = _check_x(a[kx], f"{p}: {kx!r}")
+        y = a[ky]
+        if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
+            raise DatasetError(f"{p}: {ky!r}: dtype {y.dtype}, shape {y.shape}; expected ({x.shape[0]},) "
+                               f"integer labels, one per sample of {kx!r}")
+        y = np.array(y, dtype=np.int64)   # a copy: labels are small, and torch wants them writable
+        if y.min() < 0:
+            raise DatasetError(f"{p}: {ky!r}: label {y.min()} < 0; labels are class indices 0..C-1")
+        splits[n] = Split(x, y)
+        shapes.add((sample, steps))
+    if len(shapes) > 1:
+        raise DatasetError(f"{p}: the splits differ in sample shape or time steps {sorted(shapes)}")
+    (sample, steps), = shapes
+    n_classes = int(splits[names[0]].y.max()) + 1
+    for n, sp in splits.items():
+        if sp.y.max() >= n_classes:
+            raise DatasetError(f"{p}: 'y_{n}' has label {sp.y.max()}, but the training labels are "
+                               f"0..{n_classes - 1}")
+    if n_classes < 2:
+        raise DatasetError(f"{p}: one class only in the labels; a classifier needs at least 2")
+    if names == [""]:
+        train = val = test = splits[""]
+    else:
+        train, test = splits["train"], splits["test"]
+        if "val" in splits:
+            val = splits["val"]
+        else:
+            k = min(5000, len(train.y) // 10)
+            val = Split(train.x[len(train.y) - k:], train.y[len(train.y) - k:]) if k else train
+            train = Split(train.x[:len(train.y) - k], train.y[:len(train.y) - k]) if k else train
+    return Dataset(str(path), int(np.prod(sample)), n_classes, train, val, test,
+                   shape=sample if len(sample) == 3 else (), steps=steps)
+
+
+EVENT_FIELDS = ("x", "y", "t", "p")
+
+
+def bin_events(events: np.ndarray, offsets: np.ndarray, sensor_size: tuple[int, int, int],
+               steps: int | None = None, bin_us: int | None = None, where: str = "events") -> np.ndarray:
+    """Event streams -> binary frames (N, T, P, H, W) bool, with tonic's ToFrame
+    (tonic/transforms.py, tonic/functional/to_frame.py).
+
+    events: structured array with integer fields x, y, t (microseconds), p, all samples
+    concatenated; sample i is events[offsets[i]:offsets[i+1]], offsets (N+1,) ascending
+    from 0. sensor_size: (W, H, P) as tonic orders it. bin_us: frames of that many
+    microseconds from the sample's first event, the first `steps` kept (fewer are padded
+    with empty frames; steps None: as many as the longest sample needs). bin_us None:
+    each sample's span split into `steps` equal windows of whole microseconds. A pixel
+    is 1 where at least one event fell in its bin. Raises DatasetError naming `where`."""
+    import tonic.transforms as T
+    if events.dtype.names is None or not set(EVENT_FIELDS) <= set(events.dtype.names):
+        raise DatasetError(f"{where}: dtype {events.dtype}; expected a structured array with fields "
+                           f"{', '.join(EVENT_FIELDS)} (as tonic stores events)")
+    if any(events.dtype[f].kind not in "iu" for f in EVENT_FIELDS):
+        raise DatasetError(f"{where}: fields x, y, t, p must be integers")
+    offsets = np.asarray(offsets)
+    if offsets.dtype.kind not in "iu" or offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 \
+            or offsets[-1] != len(events) or np.any(np.diff(offsets) < 0):
+        raise DatasetError(f"{where}: offsets must be (N+1,) ascending integers from 0 to {len(events)} "
+                           f"(sample i is events[offsets[i]:offsets[i+1]])")
+    w, h, pol = (int(v) for v in sensor_size)
+    if min(w, h, pol) < 1:
+        raise DatasetError(f"{where}: sensor size {sensor_size}; expected positive (W, H, P)")
+    if (steps is None) == (bin_us is None) and bin_us is None:
+        raise DatasetError(f"{where}: give the time bins: --bin-us, --steps, or both")
+    if (steps is not None and steps < 1) or (bin_us is not None and bin_us < 1):
+        raise DatasetError(f"{where}: --steps and --bin-us must be positive")
+    if len(events) and (events["x"].min() < 0 or events["x"].max() >= w or events["y"].min() < 0
+                        or events["y"].max() >= h or events["p"].min() < 0 or events["p"].max() >= pol):
+        raise DatasetError(f"{where}: events outside the sensor size (W, H, P) = {(w, h, pol)}")
+    n = len(offsets) - 1
+    if bin_us is not None and steps is None:
+        spans = [int(events["t"][a:b].max() - events["t"][a:b].min()) for a, b in zip(offsets, offsets[1:]) if b > a]
+        steps = max(spans, default=0) // bin_us + 1
+    out = np.zeros((n, steps, pol, h, w), dtype=bool)
+    for i in range(n):
+        ev = events[offsets[i]:offsets[i + 1]]
+        if not len(ev):
+            continue
+        ev = ev.copy()
+        ev["t"] -= ev["t"].min()
+        # steps only: `steps` equal windows over the sample's span, its last event included
+        # (tonic's own n_time_bins slicing leaves the last event out, tonic 1.7)
+        window = bin_us or max(1, -(-(int(ev["t"].max()) + 1) // steps))
+        f = T.ToFrame(sensor_size=(w, h, pol), time_window=window, include_incomplete=True)(ev)
+        k = min(steps, len(f))
+        out[i, :k] = f[:k] > 0
+    return out
+
+
+def events_to_frames(src: str | Path, sensor_size: tuple[int, int, int], steps: int | None = None,
+                     bin_us: int | None = None) -> dict[str, np.ndarray]:
+    """An event file -> the arrays of a spike data file (load_file). src: an .npz with
+    `events`, `offsets`, `y` (one set) or `events_train`, `offsets_train`, `y_train`,
+    `events_test`, ... per split (events and offsets as bin_events takes them). Returns
+    {"x[_split]": (N, T, P, H, W) bool, "y[_split]": (N,) int64}; every split gets the same
+    T (the longest sample's, when only bin_us is given). Raises DatasetError."""
+    a = _npz_members(Path(src))
+    splits = sorted({k[len("events"):] for k in a if k.startswith("events")})
+    if not splits:
+        raise DatasetError(f"{src}: keys {sorted(a)}; expected events, offsets, y (or events_train, "
+                           f"offsets_train, y_train, events_test, ...)")
+    out = {}
+    for sp in splits:
+        missing = [k + sp for k in ("offsets", "y") if k + sp not in a]
+        if missing:
+            raise DatasetError(f"{src}: {', '.join(missing)} missing beside 'events{sp}'")
+        x = bin_events(a["events" + sp], a["offsets" + sp], sensor_size, steps, bin_us, f"{src}: 'events{sp}'")
+        y = a["y" + sp]
+        if y.dtype.kind not in "iu" or y.shape != (len(x),):
+            raise DatasetError(f"{src}: 'y{sp}': dtype {y.dtype}, shape {y.shape}; expected ({len(x)},) "
+                               f"integer labels, one per sample")
+        out["x" + sp], out["y" + sp] = x, np.asarray(y, dtype=np.int64)
+    t = max(out["x" + sp].shape[1] for sp in splits)   # bin_us alone: the longest sample's T
+    for sp in splits:
+        x = out["x" + sp]
+        out["x" + sp] = np.pad(x, ((0, 0), (0, t - x.shape[1])) + ((0, 0),) * 3) if x.shape[1] < t else x
+    return out
+
+
 def load(name: str) -> Dataset:
-    """Load a dataset by name; nothing is downloaded."""
+    """Load a dataset: a built-in name (DATASETS; nothing is downloaded) or the path of an
+    .npz file (load_file)."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -99,7 +314,10 @@ def load(name: str) -> Dataset:
         return _images(name, MNIST_DIR)
     if name == "fmnist":
         return _images(name, FMNIST_DIR)
-    raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if str(name).lower().endswith(".npz") or Path(name).is_file():
+        return load_file(name)
+    raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, or give "
+                       f"the path of an .npz file")
 
 
 def shift(x: np.ndarray, shape: tuple[int, ...], max_shift: int,
@@ -133,7 +351,13 @@ def encode(x: np.ndarray, steps: int, kind: str = "rate", seed: int = 0) -> np.n
     - direct: the intensity itself every step (graded, float); not a spike train, so only
       targets with graded input can run it.
     Binary codes return uint8, direct returns float32.
+    Spikes (N, T, F) (a data file's spike x) pass through as uint8 whatever `kind`;
+    their T must equal `steps` (DatasetError otherwise).
     """
+    if np.ndim(x) == 3:
+        if x.shape[1] != steps:
+            raise DatasetError(f"the data's spikes have {x.shape[1]} time steps, the model runs {steps}")
+        return np.asarray(x, dtype=np.uint8)
     if kind in ("rate-deterministic",):  # name used by early checkpoints
         kind = "rate"
     if kind not in ENCODINGS:

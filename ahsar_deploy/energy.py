@@ -297,7 +297,7 @@ def markdown(report: dict) -> str:
     if report.get("sparsity_check"):
         out += ["", "| layer | sparsity check |", "|---|---|"]
         for c in report["sparsity_check"]:
-            out.append(f"| {c['layer']} | {'pass' if c['ok'] else 'FAIL: ' + '; '.join(c['reasons'])} |")
+            out.append(f"| {c['layer']} | {c['status']}{': ' + '; '.join(c['reasons']) if c['reasons'] else ''} |")
     out += ["", "![rates, energy by operation, SNN vs ANN](energy.png)", ""]
     return "\n".join(out)
 
@@ -311,19 +311,27 @@ def check_sparsity(report: dict, graph: DeployGraph, band: tuple[float, float] =
     """Per layer: does the on-target rate match training's, and sit in the band?
 
     Regulated (AHSAR) layers must be inside the band; every layer with a training rate
-    must be within `tolerance` (relative) of it.
+    must be within `tolerance` (relative) of it. "checks" lists what was checked;
+    "status" is "pass", "FAIL", or "not checked" for a layer with neither (unregulated and
+    no training rate, e.g. an imported graph without ahsar metadata). "ok" is True unless
+    a check failed, so a layer that was not checked is not a failure, but not a pass either.
     """
     out = []
     for layer, row in zip(graph.layers, report["layers"]):
         rate, train = row["rate"], layer.train_rate
-        reasons = []
-        if train is not None and abs(rate - train) > tolerance * train:
-            reasons.append(f"rate {rate:.3f} vs {train:.3f} in training (tolerance {tolerance:.0%})")
-        if layer.regulated and not band[0] <= rate <= band[1]:
-            reasons.append(f"rate {rate:.3f} outside the AHSAR band [{band[0]}, {band[1]}]")
+        reasons, checks = [], []
+        if train is not None:
+            checks.append("training rate")
+            if abs(rate - train) > tolerance * train:
+                reasons.append(f"rate {rate:.3f} vs {train:.3f} in training (tolerance {tolerance:.0%})")
+        if layer.regulated:
+            checks.append("AHSAR band")
+            if not band[0] <= rate <= band[1]:
+                reasons.append(f"rate {rate:.3f} outside the AHSAR band [{band[0]}, {band[1]}]")
+        status = "FAIL" if reasons else "pass" if checks else "not checked"
         out.append({"layer": layer.name, "rate": rate, "train_rate": train,
-                    "regulated": layer.regulated, "ok": not reasons, "reasons": reasons,
-                    "band": list(band), "tolerance": tolerance})
+                    "regulated": layer.regulated, "ok": not reasons, "status": status, "checks": checks,
+                    "reasons": reasons, "band": list(band), "tolerance": tolerance})
     return out
 
 

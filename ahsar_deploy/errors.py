@@ -31,3 +31,7 @@ class FidelityError(DeployError):
 
 class BackendError(DeployError):
     """A backend is unknown, failed, or timed out."""
+
+
+class AttachError(DeployError):
+    """AHSAR cannot be attached to a user's model, or the attached regulator was misused."""

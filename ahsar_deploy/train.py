@@ -48,7 +48,7 @@ def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int, encoding: str
 
 
 def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
-          hidden: tuple[int, ...] = (128, 64), steps: int = 16, epochs: int = 30,
+          hidden: tuple[int, ...] = (128, 64), steps: int | None = None, epochs: int = 30,
           seed: int = 0, lr: float = 2e-3, batch: int = 64, encoding: str = "rate",
           ahsar: AHSARConfig | None = None, theta0: float | None = None,
           channels: tuple[int, ...] = (8, 16), pool: str = "sum_pool",
@@ -60,6 +60,8 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     thresholds); train_samples limits the training split (for quick runs); lr_schedule
     "cosine" anneals the learning rate to 0 over the epochs (per batch); augment_shift > 0
     translates each training image by up to that many pixels per axis (data.shift).
+    data: a built-in name or an .npz file (data.load_file); steps: time steps per sample,
+    default 16, or the file's own T for spike data (another value is refused).
     """
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}: constant or cosine")
@@ -67,6 +69,13 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
     base, _ = split_method(method)
     ds = datamod.load(data)
+    if ds.steps is not None:
+        if steps not in (None, ds.steps):
+            raise datamod.DatasetError(f"{data}: its spikes have {ds.steps} time steps; --steps {steps} "
+                                       f"cannot change them (omit --steps)")
+        if augment_shift:
+            raise datamod.DatasetError(f"{data}: --augment-shift shifts images, not spike data")
+    steps = ds.steps or steps or 16
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if arch == "mlp":

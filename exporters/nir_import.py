@@ -6,6 +6,9 @@ IF or LIF, as exporters/nir.py writes a layer without voltage leak). Pooling (ke
 stride k, no padding) on spikes is fused into the following synapse
 (ahsar_deploy/passes/fuse.py); Flatten is C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
 toolchain deploy, is rejected with a one-line error naming the node, the field and why.
+A spiking node's metadata "regulated" (0/1) and "train_rate" (NaN: unknown), written by
+exporters/nir.py and by ahsar_deploy/attach.py annotate_nir for a user's snnTorch/norse
+model, become Layer.regulated and Layer.train_rate (the deploy-time sparsity check).
 
 Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt; else the dt the
 graph shows, see below; else 1 ms), forward Euler, current first:
@@ -254,6 +257,28 @@ def _chain(graph, where: str) -> list[str]:
         raise UnsupportedLayerError(f"{where}: node(s) {', '.join(map(repr, left))} not on the path "
                                     "from Input to Output")
     return order
+
+
+def _regulation(node, where: str) -> tuple[bool, float | None]:
+    """Layer.regulated and Layer.train_rate from a spiking node's metadata: "regulated" (0 or
+    1) and "train_rate" (spikes per neuron per step in [0, 1], NaN: unknown), as
+    exporters/nir.py and ahsar_deploy/attach.py annotate_nir write them. Absent: (False,
+    None). Untrusted: anything else is a one-line ModelFileError."""
+    meta = node.metadata if isinstance(getattr(node, "metadata", None), dict) else {}
+    out = []
+    for key, default in (("regulated", 0), ("train_rate", np.nan)):
+        v = meta.get(key, default)
+        if isinstance(v, np.ndarray) and v.size == 1:      # HDF5 gives scalars back as arrays
+            v = v.reshape(-1)[0]
+        ok = isinstance(v, (int, float, np.integer, np.floating, np.bool_))
+        if key == "regulated" and ok and v in (0, 1):
+            out.append(bool(v))
+        elif key == "train_rate" and ok and not isinstance(v, (bool, np.bool_)) and (np.isnan(v) or 0 <= v <= 1):
+            out.append(None if np.isnan(v) else float(v))
+        else:
+            want = "0 or 1" if key == "regulated" else "a firing rate in [0, 1] (spikes per neuron per step) or NaN"
+            raise ModelFileError(f"{where}: metadata {key!r} is {str(v)[:40]!r}, expected {want}; fix or remove it")
+    return out[0], out[1]
 
 
 def _pool_kernel(node, where: str, shape) -> int:
@@ -588,8 +613,10 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
             g = nrn["gain"].reshape((-1,) + (1,) * (syn["weight"].ndim - 1))
             kw = ({"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
                    "padding": syn["padding"]} if syn["kind"] == "conv" else {})
+            regulated, train_rate = _regulation(node, at)
             layer = Layer(name=syn["name"], weight=syn["weight"] * g, threshold=nrn["threshold"],
-                          i_decay=nrn["i_decay"], v_decay=nrn["v_decay"], **kw)
+                          i_decay=nrn["i_decay"], v_decay=nrn["v_decay"], regulated=regulated,
+                          train_rate=train_rate, **kw)
             for pshape, kk, mode in reversed(syn["pools"]):
                 layer = fuse_pool(layer, pshape, kk, mode)
             layers.append(layer)
@@ -678,6 +705,7 @@ def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = 
                        "v_decay": l.v_decay, "threshold_min": float(th.min()), "threshold_max": float(th.max()),
                        "i_decay_exact": r["i_decay_exact"], "v_decay_exact": r["v_decay_exact"],
                        "decay_notes": r["decay_notes"], "pools_fused": r["pools_fused"],
+                       "regulated": l.regulated, "train_rate": l.train_rate,
                        **({"in_shape": list(l.in_shape), "kernel": list(l.weight.shape[2:]),
                            "stride": list(l.stride), "padding": list(l.padding)} if l.kind == "conv" else {})})
     return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": imp["dt_s"],

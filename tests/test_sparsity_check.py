@@ -23,3 +23,23 @@ def test_check_passes_then_fails_after_threshold_change(small_build, tmp_path, c
     r = cli("energy", changed, "--backend", "emulator", "--samples", "60", "--check")
     assert r.returncode != 0
     assert "sparsity check failed for layer0" in r.stderr.splitlines()[-1]
+
+
+def test_a_layer_without_training_rate_or_regulation_is_not_checked():
+    """Was: reported "pass" although nothing was compared (an imported graph without metadata)."""
+    import numpy as np
+
+    from ahsar_deploy.energy import check_sparsity
+    from ahsar_deploy.ir import DeployGraph, Layer
+
+    def layer(name, regulated, train_rate):
+        return Layer(name=name, weight=np.ones((2, 2)), threshold=np.ones(2), i_decay=4096, v_decay=0,
+                     regulated=regulated, train_rate=train_rate)
+    graph = DeployGraph(layers=(layer("a", True, None), layer("b", False, 0.1), layer("c", False, None),
+                                layer("d", True, 0.1)),
+                        n_inputs=2, steps=4, dataset="digits", encoding="rate", method="nir-import",
+                        source_sha256="")
+    report = {"layers": [{"rate": 0.1}, {"rate": 0.1}, {"rate": 0.1}, {"rate": 0.5}]}
+    got = [(c["status"], c["checks"], c["ok"]) for c in check_sparsity(report, graph)]
+    assert got == [("pass", ["AHSAR band"], True), ("pass", ["training rate"], True),
+                   ("not checked", [], True), ("FAIL", ["training rate", "AHSAR band"], False)]

@@ -62,7 +62,7 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
         mods.append(m)
     params = [p for m in mods for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))   # copies: data files are read-only maps
     for epoch in range(epochs):
         order = rng.permutation(len(y))
         total = 0.0
