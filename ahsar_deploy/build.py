@@ -48,10 +48,25 @@ def _layer_manifest(l: Layer) -> dict:
     return m
 
 
-def import_graph(model: str | Path, dataset: str | None = None, steps: int | None = None,
+def _in_memory_nir(model) -> bool:
+    return not isinstance(model, (str, Path)) and type(model).__name__ == "NIRGraph"
+
+
+def _source_name(model) -> str:
+    return "(in-memory NIR graph)" if _in_memory_nir(model) else Path(model).name
+
+
+def import_graph(model, dataset: str | None = None, steps: int | None = None,
                  dt_s: float | None = None, nir_tau: str = "seconds") -> DeployGraph:
-    """Import stage: a checkpoint (model.pt) or a NIR graph (*.nir) -> float DeployGraph.
-    dataset, steps, dt_s and nir_tau apply to NIR graphs (which carry no dataset)."""
+    """Import stage: a checkpoint (model.pt), a NIR graph (*.nir file or nir.NIRGraph)
+    -> float DeployGraph. dataset, steps, dt_s and nir_tau apply to NIR graphs (which
+    carry no dataset); an in-memory graph needs steps."""
+    if _in_memory_nir(model):
+        from exporters import nir_import
+        if steps is None:
+            raise DeployError("an in-memory NIR graph carries no time steps: pass steps (or spike data)")
+        return nir_import.from_graph(model, dataset=dataset or "", steps=steps, dt_s=dt_s,
+                                     tau_convention=nir_tau, where="NIR graph (in memory)")
     if Path(model).suffix.lower() == ".nir":
         from exporters import nir_import
         return nir_import.to_graph(model, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=nir_tau)
@@ -95,11 +110,11 @@ def load_predictions(path: str | Path, n: int, n_classes: int) -> np.ndarray:
     return a
 
 
-def _calib_steps(calib: str | Path | None) -> int | None:
-    """T of a (N, T, F) spike calibration file, else None (its header only)."""
+def _calib_steps(calib) -> int | None:
+    """T of (N, T, F) spike calibration data (an array, or a .npy file: its header only), else None."""
     if calib is None:
         return None
-    a = _open_npy(calib, f"calibration data {calib}")
+    a = calib if isinstance(calib, np.ndarray) else _open_npy(calib, f"calibration data {calib}")
     return int(a.shape[1]) if a.ndim == 3 else None
 
 
@@ -113,10 +128,11 @@ def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
 
 
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
-    """--calib FILE.npy: (N, F) intensities in [0, 1] (encoded as the model was trained) or
-    (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8. Never unpickles."""
-    where = f"calibration data {path}"
-    a = _open_npy(path, where)
+    """--calib FILE.npy or an array: (N, F) intensities in [0, 1] (encoded as the model was
+    trained) or (N, T, F) spikes in {0, 1}; at most `limit` samples as (N, T, F) uint8.
+    Never unpickles. Raises DatasetError naming the file (or "array"), shape or values."""
+    where = "calibration array" if isinstance(path, np.ndarray) else f"calibration data {path}"
+    a = path if isinstance(path, np.ndarray) else _open_npy(path, where)
     f, t = graph.n_inputs, graph.steps
     want = f"(N, {f}) intensities in [0, 1] or (N, {t}, {f}) spikes in {{0, 1}}"
     if a.dtype.kind not in "biuf":
@@ -167,10 +183,10 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if calib_samples < 1:
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
     ds = None if dataset is None else data.load(dataset)
-    nir = Path(model).suffix.lower() == ".nir"
+    nir = _in_memory_nir(model) or Path(model).suffix.lower() == ".nir"
     if nir and steps is None:   # spike data set the time steps themselves
         steps = ds.steps if ds is not None else _calib_steps(calib)
-    graph = import_graph(model, dataset if dataset is not None or calib is None else "", steps,
+    graph = import_graph(model, ds.name if ds is not None else None if calib is None else "", steps,
                          dt_s, nir_tau)
     if encoding is not None and encoding != graph.encoding:
         if not nir:
@@ -180,17 +196,22 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             raise BuildError(f"--encoding {encoding!r}: choose rate, poisson or latency (spikes for the chip)")
         graph = graph.with_(encoding=encoding)
     if graph.encoding == "direct":
-        raise BuildError(f"{model}: trained with direct (graded) input; {target.name} takes binary "
+        raise BuildError(f"{_source_name(model)}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
     check_size(graph, target)
     folded = fold(graph)
-    if ds is None and graph.dataset:
+    if ds is None and graph.dataset and graph.dataset != data.IN_MEMORY:
         ds = data.load(graph.dataset)
     if ds is not None:
-        _fits(ds, graph, str(model))
+        _fits(ds, graph, _source_name(model))
+    if calib is None and ds is None:
+        raise DatasetError(f"{_source_name(model)}: no calibration data: pass --data NAME|FILE.npz or --calib FILE.npy")
     if calib is None:
         x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
+    elif isinstance(calib, np.ndarray):
+        x_cal = load_calibration(calib, graph, calib_samples)
+        cal_source = {"split": f"array[:{len(x_cal)}]"}
     else:
         x_cal = load_calibration(calib, graph, calib_samples)
         cal_source = {"split": f"file[:{len(x_cal)}]",
@@ -273,7 +294,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
              ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
     manifest = {
         "format": "ahsar-deploy.build", "version": 1, "target": target.name,
-        "source": {"file": Path(model).name, "sha256": graph.source_sha256},
+        "source": {"file": _source_name(model), "sha256": graph.source_sha256},
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
         "float_test_accuracy": graph.float_accuracy,
@@ -443,14 +464,15 @@ def load_source(build_dir: str | Path, graph: DeployGraph) -> DeployGraph | None
     return graph.with_(layers=tuple(layers), target=None)
 
 
-def eval_inputs(graph: DeployGraph, dataset: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
+def eval_inputs(graph: DeployGraph, dataset, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The first `samples` of the test split, encoded as the model was trained: (N, T, F)
     uint8 spikes and (N,) int64 labels. dataset: a built-in name or an .npz file (default
-    the build's own). Raises DeployError if the data do not fit the build."""
+    the build's own; or a data.Dataset). Raises DeployError if the data do not fit the build."""
     name = dataset or graph.dataset
-    if not name:
-        raise DeployError("this build was calibrated from a file without labels: pass --data NAME|FILE.npz")
-    if name in data.DATASETS and graph.dataset in data.DATASETS and name != graph.dataset:
+    if not name or name == data.IN_MEMORY:
+        raise DeployError("this build was calibrated without a dataset on disk (a calibration file or "
+                          "arrays): pass --data NAME|FILE.npz")
+    if isinstance(name, str) and name in data.DATASETS and graph.dataset in data.DATASETS and name != graph.dataset:
         raise DeployError(f"dataset {name!r} does not match the build's {graph.dataset!r}")
     ds = data.load(name)
     _fits(ds, graph, "the build")

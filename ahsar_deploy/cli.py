@@ -19,14 +19,6 @@ from . import interrupts
 log = logging.getLogger("ahsar")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    with interrupts.atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    _write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
 
 def cmd_train(a) -> dict:
     from . import checkpoint
@@ -74,94 +66,39 @@ def cmd_export(a) -> dict:
     return {"build": str(a.output), **m}
 
 
-def _run_backend(a, graph, backend: str, x, y):
-    from exporters import BACKENDS
-    from .errors import BackendError
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    log.info("running %d samples x %d steps on %s", len(y), graph.steps, backend)
-    t0 = time.perf_counter()
-    spikes = BACKENDS[backend](a.build, graph, x, a.timeout, not a.quiet)
-    return spikes, time.perf_counter() - t0
-
-
 def cmd_run(a) -> dict:
-    import numpy as np
-
-    from .build import SOURCE, eval_inputs, load, load_predictions, load_source
-    from .emulator import run
-    from .energy import count
-    from .passes.fidelity import compare
-    graph, _ = load(a.build)
-    source = load_source(a.build, graph)
-    x, y = eval_inputs(graph, a.data, a.samples)
-    ref = None if a.reference is None else load_predictions(a.reference, len(y), graph.layers[-1].n_out)
-    spikes, secs = _run_backend(a, graph, a.backend, x, y)
-    pred = spikes[-1].sum(axis=1).argmax(axis=1)
-    result = {"backend": a.backend, "dataset": a.data or graph.dataset, "samples": int(len(y)),
-              "steps": graph.steps, "accuracy": float(np.mean(pred == y)),
-              "seconds": secs, "seconds_per_sample": secs / len(y),
-              "float_test_accuracy": graph.float_accuracy,
-              "predictions": pred.tolist(), "counters": count(graph, x, spikes)}
-    if source is not None:   # the float source model on the same samples (the emulator's float path)
-        src = run(source, x, integer=False)
-        result["source"] = {"accuracy": float(np.mean(src[-1].sum(axis=1).argmax(axis=1) == y)),
-                            **compare(src, spikes, [l.name for l in graph.layers])}
-    if ref is not None:
-        result["reference"] = {"file": Path(a.reference).name, "agreement": float(np.mean(pred == ref)),
-                               "accuracy": float(np.mean(ref == y))}
-    _write_json_atomic(Path(a.build) / f"run-{a.backend}.json", result)
-    print(f"{a.backend}: accuracy {100 * result['accuracy']:.2f} % on {len(y)} {result['dataset']} "
-          f"test samples ({secs:.1f} s, {1e3 * secs / len(y):.1f} ms per sample)", file=sys.stderr)
-    if source is not None:
-        r = result["source"]
-        print(f"float source model: accuracy {100 * r['accuracy']:.2f} % on the same samples, same "
-              f"prediction on {100 * r['prediction_agreement']:.2f} %; spike agreement "
-              + ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in r["layers"]), file=sys.stderr)
-    elif graph.float_accuracy is not None:
-        print(f"float model (training): {100 * graph.float_accuracy:.2f} % on the full test split "
+    from .api import run
+    from .build import SOURCE
+    r = run(a.build, data=a.data, samples=a.samples, backend=a.backend, reference=a.reference,
+            timeout=a.timeout, progress=not a.quiet)
+    n, secs = r["samples"], r["seconds"]
+    print(f"{a.backend}: accuracy {100 * r['accuracy']:.2f} % on {n} {r['dataset']} "
+          f"test samples ({secs:.1f} s, {1e3 * secs / n:.1f} ms per sample)", file=sys.stderr)
+    if "source" in r:
+        s = r["source"]
+        print(f"float source model: accuracy {100 * s['accuracy']:.2f} % on the same samples, same "
+              f"prediction on {100 * s['prediction_agreement']:.2f} %; spike agreement "
+              + ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in s["layers"]), file=sys.stderr)
+    elif r["float_test_accuracy"] is not None:
+        print(f"float model (training): {100 * r['float_test_accuracy']:.2f} % on the full test split "
               f"(this build has no {SOURCE}: export it again to compare on the same samples)",
               file=sys.stderr)
-    if ref is not None:
-        r = result["reference"]
-        print(f"reference {r['file']}: accuracy {100 * r['accuracy']:.2f} %, same prediction on "
-              f"{100 * r['agreement']:.2f} % of the {len(y)} samples", file=sys.stderr)
-    for c in result["counters"]:
+    if "reference" in r:
+        s = r["reference"]
+        print(f"reference {s['file']}: accuracy {100 * s['accuracy']:.2f} %, same prediction on "
+              f"{100 * s['agreement']:.2f} % of the {n} samples", file=sys.stderr)
+    for c in r["counters"]:
         print(f"  {c['layer']:<8} {c['neurons']:>5} neurons  {c['spikes']:>8} spikes  "
               f"rate {c['rate']:.3f}", file=sys.stderr)
-    return result
+    return r
 
 
 def cmd_energy(a) -> dict:
-    import hw_targets
-    from .build import eval_inputs, load
-    from .energy import (check_sparsity, compare_targets, count, counters_from_json, estimate,
-                         markdown, plot, table)
+    from .api import energy
+    from .energy_report import table
     from .errors import DeployError
-    graph, _ = load(a.build)
-    target = hw_targets.energy_model(a.target or graph.target)
-    cached = Path(a.build) / f"run-{a.backend}.json"
-    x, y = eval_inputs(graph, a.data, a.samples)
-    dataset = a.data or graph.dataset
-    counters = samples = None
-    try:
-        prev = json.loads(cached.read_text()) if cached.is_file() else {}
-        if prev.get("dataset") == dataset and prev.get("samples") == len(y):
-            counters, samples = counters_from_json(prev.get("counters"), graph, len(y)), len(y)
-            log.info("using spike counts of %s (%d samples)", cached.name, samples)
-    except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or from an older version
-        log.warning("warning: ignoring %s (%s); running %s again", cached.name,
-                    " ".join(str(e).split())[:120], a.backend)
-    if counters is None:
-        spikes, _ = _run_backend(a, graph, a.backend, x, y)
-        counters, samples = count(graph, x, spikes), len(y)
-    report = estimate(graph, counters, samples, target)
-    report["backend"] = a.backend
-    report["targets"] = compare_targets(graph, counters, samples)
-    report["sparsity_check"] = check_sparsity(report, graph)
-    _write_json_atomic(Path(a.build) / "energy.json", report)
-    _write_text_atomic(Path(a.build) / "energy.md", markdown(report))
-    plot(report, Path(a.build) / "energy.png")
+    report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
+                    timeout=a.timeout, progress=not a.quiet)
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:
@@ -312,7 +249,9 @@ def parser() -> argparse.ArgumentParser:
     from .data import DATASETS, ENCODINGS
     from .snn import METHODS
     from .train import ARCHS
+    from . import __version__
     ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"ahsar-deploy {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
     p.add_argument("--data", default="digits", metavar="NAME|FILE.npz",

@@ -169,7 +169,26 @@ def load_file(path: str | Path) -> Dataset:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: no such data file; pass --data PATH (or a built-in name: {', '.join(DATASETS)})")
-    a = _npz_members(p)
+    return _dataset(_npz_members(p), str(p), str(path))
+
+
+IN_MEMORY = "(in memory)"   # the name of a Dataset made by from_arrays
+
+
+def from_arrays(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                x_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> Dataset:
+    """A Dataset from numpy arrays, with the rules and errors of load_file: x, y alone are
+    one set for every use; with x_test, y_test, x and y are the training split."""
+    if (x_test is None) != (y_test is None) or (x_val is None) != (y_val is None):
+        raise DatasetError("from_arrays: give x_test with y_test, and x_val with y_val")
+    a = {"x": x, "y": y} if x_test is None else {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test}
+    if x_val is not None:
+        a.update(x_val=x_val, y_val=y_val)
+    return _dataset({k: np.asarray(v) for k, v in a.items()}, "arrays", IN_MEMORY)
+
+
+def _dataset(a: dict[str, np.ndarray], p: str, name: str) -> Dataset:
+    """load_file and from_arrays: the arrays of a data file -> Dataset (p names them in errors)."""
     if {"x_train", "y_train", "x_test", "y_test"} <= set(a):
         names = ["train", "test"] + (["val"] if {"x_val", "y_val"} <= set(a) else [])
     elif {"x", "y"} <= set(a):
@@ -209,7 +228,7 @@ def load_file(path: str | Path) -> Dataset:
             k = min(5000, len(train.y) // 10)
             val = Split(train.x[len(train.y) - k:], train.y[len(train.y) - k:]) if k else train
             train = Split(train.x[:len(train.y) - k], train.y[:len(train.y) - k]) if k else train
-    return Dataset(str(path), int(np.prod(sample)), n_classes, train, val, test,
+    return Dataset(name, int(np.prod(sample)), n_classes, train, val, test,
                    shape=sample if len(sample) == 3 else (), steps=steps)
 
 
@@ -299,9 +318,12 @@ def events_to_frames(src: str | Path, sensor_size: tuple[int, int, int], steps: 
     return out
 
 
-def load(name: str) -> Dataset:
-    """Load a dataset: a built-in name (DATASETS; nothing is downloaded) or the path of an
-    .npz file (load_file)."""
+def load(name: "str | Path | Dataset") -> Dataset:
+    """Load a dataset: a built-in name (DATASETS; nothing is downloaded), the path of an
+    .npz file (load_file), or a Dataset (from_arrays), returned as it is."""
+    if isinstance(name, Dataset):
+        return name
+    name = str(name)
     if name == "digits":
         from sklearn.datasets import load_digits
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import hw_targets
-from ahsar_deploy import build, checkpoint, emulator, energy
+from ahsar_deploy import build, checkpoint, emulator
+from ahsar_deploy import energy_report as energy
 from ahsar_deploy.train import train
 from exporters import lava
 

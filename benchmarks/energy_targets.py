@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import hw_targets
-from ahsar_deploy import build, checkpoint, energy
+from ahsar_deploy import build, checkpoint
+from ahsar_deploy import energy_report as energy
 from ahsar_deploy.train import train
 from exporters import BACKENDS
 

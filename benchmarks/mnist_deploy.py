@@ -39,7 +39,7 @@ def main() -> int:
     a = ap.parse_args()
     import hw_targets
     from ahsar_deploy import build, checkpoint, emulator
-    from ahsar_deploy.energy import count, estimate
+    from ahsar_deploy.energy_report import count, estimate
     from ahsar_deploy.errors import DeployError
     from ahsar_deploy.train import train
     from exporters import lava

@@ -7,7 +7,7 @@ stride k, no padding) on spikes is fused into the following synapse
 (ahsar_deploy/passes/fuse.py); Flatten is C, H, W order (the IR's). Every other node, and every field outside what Loihi and this
 toolchain deploy, is rejected with a one-line error naming the node, the field and why.
 A spiking node's metadata "regulated" (0/1) and "train_rate" (NaN: unknown), written by
-exporters/nir.py and by ahsar_deploy/attach.py annotate_nir for a user's snnTorch/norse
+exporters/nir.py and by ahsar_deploy/regulate.py annotate_nir for a user's snnTorch/norse
 model, become Layer.regulated and Layer.train_rate (the deploy-time sparsity check).
 
 Discretisation (NIR neurons are continuous-time ODEs). With step dt (--dt; else the dt the
@@ -262,7 +262,7 @@ def _chain(graph, where: str) -> list[str]:
 def _regulation(node, where: str) -> tuple[bool, float | None]:
     """Layer.regulated and Layer.train_rate from a spiking node's metadata: "regulated" (0 or
     1) and "train_rate" (spikes per neuron per step in [0, 1], NaN: unknown), as
-    exporters/nir.py and ahsar_deploy/attach.py annotate_nir write them. Absent: (False,
+    exporters/nir.py and ahsar_deploy/regulate.py annotate_nir write them. Absent: (False,
     None). Untrusted: anything else is a one-line ModelFileError."""
     meta = node.metadata if isinstance(getattr(node, "metadata", None), dict) else {}
     out = []

@@ -64,7 +64,7 @@ class LoihiTarget:
     # Static power: none in Davies 2018; 3.34 W over 32 chips in Frady et al. 2020
     # gives about 104 mW per chip (derived, 2°). Reported separately from dynamic energy.
     static_power_w: float | None = 0.104
-    step_time_s: float | None = None   # not published; estimated from time_s (energy.py)
+    step_time_s: float | None = None   # not published; estimated from time_s (ahsar_deploy/energy_report.py)
     energy_note: str = ("Davies 2018 Table 2 per-operation energies (pre-silicon, 2°); "
                         "static 104 mW/chip derived from Frady 2020")
 

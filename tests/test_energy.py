@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ahsar_deploy import emulator
-from ahsar_deploy.energy import compare_targets, count, estimate, neurobench
+from ahsar_deploy.energy_report import compare_targets, count, estimate, neurobench
 from ahsar_deploy.ir import DeployGraph, Layer
 from exporters import lava
 from hw_targets import LOIHI, LOIHI2, TRUENORTH

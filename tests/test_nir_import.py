@@ -118,7 +118,7 @@ def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_pa
     em = lava_equals_emulator(tmp_path / "b", q, xs)
     assert int(em[0].sum()) > 20 and int(em[1].sum()) > 0
     # counters of a conv layer: every spike times the windows that hold it (Lava computes all taps)
-    from ahsar_deploy.energy import count
+    from ahsar_deploy.energy_report import count
     c = count(q, xs, em)
     assert c[0]["synaptic_ops"] == q.layers[0].synaptic_ops(xs)
     assert c[1]["synaptic_ops"] == int(em[0].sum()) * 10

@@ -29,7 +29,7 @@ def test_a_layer_without_training_rate_or_regulation_is_not_checked():
     """Was: reported "pass" although nothing was compared (an imported graph without metadata)."""
     import numpy as np
 
-    from ahsar_deploy.energy import check_sparsity
+    from ahsar_deploy.energy_report import check_sparsity
     from ahsar_deploy.ir import DeployGraph, Layer
 
     def layer(name, regulated, train_rate):

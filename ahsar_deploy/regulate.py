@@ -29,7 +29,7 @@ What attach() does, per regulated layer l (semantics of snn.py + train.py):
   in step() and end_epoch() (new tensors, never in-place, so calling step() before
   backward is safe too) and used from the next forward on. Nothing is trainable, the loss
   and gradients are untouched: with equal effective thresholds, gradients are bitwise
-  those of the plain model (tests/test_attach.py).
+  those of the plain model (tests/test_regulate.py).
 - Eval mode changes nothing: its spikes go to separate counters, read by rates() (e.g.
   the rates of the validation pass, for end_epoch's val_rate and for deployment).
 - Default layers: every snnTorch Leaky / Synaptic and norse LIFCell / LIFBoxCell / LIF
@@ -59,7 +59,7 @@ Typical loop (snnTorch, init_hidden=True):
     graph = annotate_nir(export_to_nir(net, sample), att)    # regulated / train_rate metadata
 snnTorch's export_to_nir needs per-neuron beta and threshold tensors (scalars fail NIR's
 type inference), and Loihi resets to zero: build Leaky(beta=torch.full((n,), b),
-threshold=torch.full((n,), t), reset_mechanism="zero"), as tests/test_attach.py does.
+threshold=torch.full((n,), t), reset_mechanism="zero"), as tests/test_regulate.py does.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AHSAR attached to users' own snnTorch / norse networks (ahsar_deploy/attach.py)."""
+"""AHSAR attached to users' own snnTorch / norse networks (ahsar_deploy/regulate.py)."""
 import math
 
 import nir
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ahsar_deploy import data
-from ahsar_deploy.attach import annotate_nir, attach
+from ahsar_deploy.regulate import annotate_nir, attach
 from ahsar_deploy.errors import AttachError, ModelFileError
 from ahsar_deploy.regulator import AHSAR
 from exporters import nir_import

@@ -1,0 +1,191 @@
+"""The CLI's stages as Python functions, on files or on in-memory objects.
+
+    import ahsar_deploy as ad
+    ad.export(nir_graph, "loihi", "build", calib=x_spikes)   # nir.NIRGraph, (N, T, F) ndarray
+    result = ad.run("build", x_test, y_test)                 # emulator by default
+    report = ad.energy("build", x_test)
+
+Every function raises a DeployError subclass (errors.py) whose message is one line naming
+what, where and the fix, as the CLI prints it. Nothing here prints; progress bars only
+with progress=True. Shapes: spikes (N, T, F) 0/1 (uint8 or bool), intensities (N, F)
+floats in [0, 1] (encoded with the build's own input coding, data.encode), labels (N,)
+integers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datamod
+from . import interrupts
+from . import build as _build
+from .build import eval_inputs, load, load_predictions, load_source
+from .errors import BackendError, DatasetError
+
+__all__ = ["export", "run", "energy", "inspect", "inputs"]
+log = logging.getLogger(__name__)
+
+
+def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
+           data: str | Path | datamod.Dataset | None = None, calib: str | Path | np.ndarray | None = None,
+           steps: int | None = None, dt: float | None = None, progress: bool = False, **options) -> dict:
+    """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> fidelity -> write
+    the build directory out_dir for `target` (hw_targets: loihi, loihi2); returns its
+    manifest (dict, as manifest.json).
+
+    model: a checkpoint of `ahsar train` (path), a NIR graph (a .nir path or a
+    nir.NIRGraph). data: calibration and validation data (a built-in name, an .npz file or
+    from_arrays(); default the checkpoint's). calib: calibration inputs, (N, T, F) 0/1
+    spikes or (N, F) intensities in [0, 1], as an array or a .npy file. A NIR graph needs
+    data or calib; steps (time steps per sample) come from spike data when not given.
+    dt: seconds per time step of a NIR graph (default: the dt the graph shows, else 1 ms).
+    options: force, calib_samples, qat ("auto" | "on" | "off"), refit, tolerance_pp,
+    qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's
+    flags (build.export). Raises DeployError subclasses (BuildError, DatasetError,
+    ModelFileError, UnsupportedLayerError, TargetError, FidelityError) in one line."""
+    return _build.export(model, target, out_dir, dataset=data, calib=calib, steps=steps, dt_s=dt,
+                         progress=progress, **options)
+
+
+def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
+           samples: int | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The inputs a build runs on: x as given (spikes (N, T, F), or intensities (N, F)
+    encoded as the build's model was trained), else the test split of data (a built-in
+    name, an .npz file, a data.Dataset; default the build's dataset), its first `samples`.
+    Returns (spikes (N, T, F) uint8, labels (N,) int64 or None, a name for the data)."""
+    graph, _ = load(build)
+    if x is None:
+        xs, y = eval_inputs(graph, data, samples)
+        return xs, y, data.name if isinstance(data, datamod.Dataset) else str(data or graph.dataset)
+    x = np.asarray(x)
+    if x.ndim == 2:
+        if x.shape[1] != graph.n_inputs:
+            raise DatasetError(f"x: shape {x.shape}; the build takes {graph.n_inputs} inputs per sample")
+        x = datamod.encode(x, graph.steps, graph.encoding)
+    elif x.ndim != 3 or x.shape[1:] != (graph.steps, graph.n_inputs) or not np.isin(x, (0, 1)).all():
+        raise DatasetError(f"x: shape {x.shape}, dtype {x.dtype}; the build takes (N, {graph.steps}, "
+                           f"{graph.n_inputs}) spikes of 0 and 1, or (N, {graph.n_inputs}) intensities")
+    return np.asarray(x, dtype=np.uint8)[:samples], None, datamod.IN_MEMORY
+
+
+def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress: bool):
+    from exporters import BACKENDS
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    log.info("running %d samples x %d steps on %s", len(x), graph.steps, backend)
+    t0 = time.perf_counter()
+    spikes = BACKENDS[backend](build, graph, x, timeout, progress)
+    return spikes, time.perf_counter() - t0
+
+
+def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
+        data: str | Path | datamod.Dataset | None = None, samples: int | None = None,
+        backend: str = "emulator", reference: str | Path | np.ndarray | None = None,
+        timeout: float = 1800, progress: bool = False) -> dict:
+    """Run a build on a backend ("emulator": bit-exact integer; "lava": Lava's Loihi
+    simulation; "norse": float reference from model.nir) and compare it with the float
+    source model on the same samples (source.npz) and, if given, with `reference`
+    predictions (N,) of your own framework (an array or a .npy file).
+
+    x, y: inputs and labels (see inputs()); without x, data/samples choose the test split.
+    Returns the result dict (accuracy None without labels; per-layer "counters" of
+    energy_report.count; "source" and "reference" comparisons), also written to
+    BUILD/run-BACKEND.json. Raises DeployError subclasses (BuildError, DatasetError,
+    BackendError) in one line."""
+    from .emulator import run as emulate
+    from .energy_report import count
+    from .passes.fidelity import compare
+    graph, _ = load(build)
+    source = load_source(build, graph)
+    xs, ys, name = inputs(build, x, data=data, samples=samples)
+    if y is not None:
+        ys = np.asarray(y)
+        if ys.dtype.kind not in "iu" or ys.shape[0] < len(xs):
+            raise DatasetError(f"y: dtype {ys.dtype}, shape {ys.shape}; expected ({len(xs)},) integer labels")
+        ys = ys[:len(xs)].astype(np.int64)
+    ref = None
+    if reference is not None:
+        ref = (load_predictions(reference, len(xs), graph.layers[-1].n_out) if not isinstance(reference, np.ndarray)
+               else np.asarray(reference)[:len(xs)])
+    spikes, secs = _backend(build, graph, backend, xs, timeout, progress)
+    pred = spikes[-1].sum(axis=1).argmax(axis=1)
+    acc = (lambda p: None if ys is None else float(np.mean(p == ys)))
+    result = {"backend": backend, "dataset": name, "samples": int(len(xs)), "steps": graph.steps,
+              "accuracy": acc(pred), "seconds": secs, "seconds_per_sample": secs / len(xs),
+              "float_test_accuracy": graph.float_accuracy, "predictions": pred.tolist(),
+              "counters": count(graph, xs, spikes)}
+    if source is not None:   # the float source model on the same samples
+        src = emulate(source, xs, integer=False)
+        result["source"] = {"accuracy": acc(src[-1].sum(axis=1).argmax(axis=1)),
+                            **compare(src, spikes, [l.name for l in graph.layers])}
+    if ref is not None:
+        result["reference"] = {"file": "(array)" if isinstance(reference, np.ndarray) else Path(reference).name,
+                               "agreement": float(np.mean(pred == ref)), "accuracy": acc(ref)}
+    with interrupts.atomic_path(Path(build) / f"run-{backend}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
+           samples: int | None = None, backend: str = "emulator", target: str | None = None,
+           timeout: float = 1800, progress: bool = False) -> dict:
+    """Energy per inference from the spike counts the target produced (energy_report.py):
+    counts from BUILD/run-BACKEND.json when it holds the same named data and sample count,
+    else a run on `backend`. target: energy model (default the build's). Writes
+    energy.json, energy.md, energy.png into the build; returns the report with
+    "targets" (every chip and the ANN baseline) and "sparsity_check" (per layer: "pass",
+    "FAIL" or "not checked"). Raises DeployError subclasses in one line."""
+    import hw_targets
+    from .energy_report import (check_sparsity, compare_targets, count, counters_from_json, estimate,
+                         markdown, plot)
+    graph, _ = load(build)
+    model = hw_targets.energy_model(target or graph.target)
+    xs, _, name = inputs(build, x, data=data, samples=samples)
+    cached = Path(build) / f"run-{backend}.json"
+    counters = None
+    if name != datamod.IN_MEMORY:   # arrays have no name to match a cached run with
+        try:
+            prev = json.loads(cached.read_text()) if cached.is_file() else {}
+            if prev.get("dataset") == name and prev.get("samples") == len(xs):
+                counters = counters_from_json(prev.get("counters"), graph, len(xs))
+                log.info("using spike counts of %s (%d samples)", cached.name, len(xs))
+        except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or older
+            log.warning("warning: ignoring %s (%s); running %s again", cached.name,
+                        " ".join(str(e).split())[:120], backend)
+    if counters is None:
+        spikes, _ = _backend(build, graph, backend, xs, timeout, progress)
+        counters = count(graph, xs, spikes)
+    report = estimate(graph, counters, len(xs), model)
+    report["backend"] = backend
+    report["targets"] = compare_targets(graph, counters, len(xs))
+    report["sparsity_check"] = check_sparsity(report, graph)
+    for fname, text in (("energy.json", json.dumps(report, indent=2) + "\n"), ("energy.md", markdown(report))):
+        with interrupts.atomic_path(Path(build) / fname) as tmp:
+            tmp.write_text(text)
+    plot(report, Path(build) / "energy.png")
+    return report
+
+
+def inspect(path: str | Path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
+    """What a file holds, without data: a .nir graph -> how it would deploy (layers, shapes,
+    decays, thresholds; exporters.nir_import.describe, with dt_s and tau_convention as
+    export takes them); a build directory -> its manifest; a checkpoint -> method, layer
+    sizes, dataset, steps, thresholds (mean per layer), test accuracy and rates.
+    Raises DeployError subclasses in one line."""
+    p = Path(path)
+    if p.is_dir():
+        return load(p)[1]
+    if p.suffix.lower() == ".nir":
+        from exporters.nir_import import describe
+        return describe(p, dt_s=dt_s, tau_convention=tau_convention)
+    from . import checkpoint
+    ckpt = checkpoint.load(p)
+    model = checkpoint.build_model(ckpt, where=str(p))
+    info = ckpt["data"] if isinstance(ckpt["data"], dict) else {}
+    return {"method": model.method, "sizes": list(model.sizes), "dataset": info.get("name"),
+            "steps": info.get("steps"), "thresholds": [float(t.mean()) for t in model.thresholds()],
+            "test_accuracy": ckpt.get("test_accuracy"), "test_rates": ckpt.get("test_rates")}
