@@ -45,7 +45,7 @@ import hw_targets
 from hw_targets.cmos45 import BASELINE
 
 from . import interrupts
-from .errors import DeployError, UnsupportedLayerError
+from .errors import DeployError
 from .ir import DeployGraph
 from .passes.map import map_layers
 
@@ -57,10 +57,10 @@ OPS = {"synaptic_op": "synaptic_ops", "synaptic_event": "synaptic_ops_nonzero",
        "spike_in_tile": "spike_messages"}
 
 
-def _dense_only(layer, stage: str) -> None:
-    if layer.kind != "dense":
-        raise UnsupportedLayerError(f"{stage}: {layer.name} is a {layer.kind} layer; the energy "
-                                    f"model supports dense layers only (spike counts are available)")
+def macs(layer) -> int:
+    """Multiply-accumulates of one float ANN pass of the layer: every output neuron times
+    its fan-in (dense: n_out x n_in; conv: C_out H_out W_out x C_in kh kw)."""
+    return layer.n_out * layer.fan_in
 
 
 def _conv_events_per_step(layer, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -149,19 +149,22 @@ def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -
         "synaptic_operations": {
             "effective_acs": sum(c["synaptic_ops_nonzero"] for c in counters) / samples,
             "effective_macs": 0.0,
-            "dense": sum(l.n_in * l.n_out for l in graph.layers) * graph.steps},
+            "dense": sum(macs(l) for l in graph.layers) * graph.steps},
         "footprint_bytes": n_w * w_bytes + len(graph.layers) * (4 + 2 + 2),
         "footprint_float32_bytes": 4 * (n_w + 3 * len(graph.layers)),
         "connection_sparsity": round(sum(int(np.count_nonzero(w == 0)) for w in weights) / n_w, 4),
     }
 
 
-def _step_time(c: dict, m, dest: int, samples: int, t: dict) -> np.ndarray:
-    """Per step, seconds the busiest core of one layer works (mean over samples)."""
+def _step_time(c: dict, m, dest: int, samples: int, t: dict, kind: str = "dense") -> np.ndarray:
+    """Per step, seconds the busiest core of one layer works (mean over samples). Dense:
+    every input spike reaches all neurons of a full core; conv: the layer's synaptic
+    operations (kernel taps whose window holds a spike) shared evenly over its cores."""
     ps = {k: np.asarray(v, dtype=np.float64) / samples for k, v in c["per_step"].items()}
     npc = m.neurons_per_core
     frac_active = ps["updates_active"] / c["neurons"]
-    return (ps["input_spikes"] * npc * t.get("synaptic_op", 0.0)
+    ops = ps["input_spikes"] * npc if kind == "dense" else ps["synaptic_ops"] / m.cores
+    return (ops * t.get("synaptic_op", 0.0)
             + npc * (frac_active * t.get("neuron_update_active", 0.0)
                      + (1 - frac_active) * t.get("neuron_update_inactive", 0.0))
             + ps["spikes"] / m.cores * dest * t.get("spike_in_tile", 0.0))
@@ -171,8 +174,6 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
     """Energy per inference (J) per layer and in total on `target`, plus the ANN baseline.
 
     Raises TargetError (a DeployError) when the network does not fit the target."""
-    for layer in graph.layers:     # the step-time and ANN models below assume dense layers
-        _dense_only(layer, "energy")
     plan = map_layers(graph, target)
     e = target.energy_j
     layers, step_times = [], []
@@ -185,12 +186,12 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
                        "limited_by": m.limited_by, "energy_j": parts, "total_j": sum(parts.values()),
                        "train_rate": layer.train_rate, "per_step": c["per_step"]})
         if target.time_s:
-            step_times.append(_step_time(c, m, dest, samples, target.time_s))
+            step_times.append(_step_time(c, m, dest, samples, target.time_s, layer.kind))
     step_s = (float(np.max(step_times, axis=0).mean()) if step_times else target.step_time_s)
     total = sum(l["total_j"] for l in layers)
     static = (target.static_power_w * step_s * graph.steps
               if target.static_power_w is not None and step_s is not None else None)
-    ann = BASELINE.ann(sum(l.n_in * l.n_out for l in graph.layers))
+    ann = BASELINE.ann(sum(macs(l) for l in graph.layers))
     return {
         "target": target.name, "description": target.description, "energy_note": target.energy_note,
         "samples": samples, "steps": graph.steps, "cores": sum(m.cores for m in plan),

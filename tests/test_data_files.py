@@ -103,10 +103,11 @@ def test_nmnist_shaped_cnn_deploys_runs_and_prices_from_a_spike_file(tmp_path, c
     r = json.loads(stdout)
     want = emulator.run(graph, x[30:].reshape(10, 12, -1).astype(np.uint8))[-1].sum(axis=1).argmax(axis=1)
     assert r["samples"] == 10 and r["predictions"] == want.tolist()
-    # energy prices dense layers only so far (conv: the energy issue); a dense graph on the same file
-    code, _, err = cli_inproc("energy", tmp_path / "b", "--backend", "emulator", "--data", tmp_path / "nmnist.npz")
-    assert code == 1 and "conv is a conv layer; the energy model supports dense layers only" in err, err
-    w = rng.normal(0, 0.05, (10, 2 * 34 * 34))
+    code, stdout, err = cli_inproc("energy", tmp_path / "b", "--backend", "emulator", "--data",
+                                   tmp_path / "nmnist.npz", "--json", "-q")
+    assert code == 0 and json.loads(stdout)["total_j_per_inference"] > 0, err
+    assert "using spike counts of run-emulator.json (10 samples)" in err
+    w = rng.normal(0, 0.05, (10, 2 * 34 * 34))     # and a dense graph on the same file
     nir.write(str(tmp_path / "dense.nir"), nir.NIRGraph(nodes={
         "input": nir.Input(input_type=np.array([2 * 34 * 34])), "fc": nir.Linear(weight=w),
         "spk": nir.IF(r=np.ones(10), v_threshold=np.ones(10)), "output": nir.Output(output_type=np.array([10]))},

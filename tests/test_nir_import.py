@@ -124,8 +124,13 @@ def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_pa
     assert c[1]["synaptic_ops"] == int(em[0].sum()) * 10
     r = cli("run", tmp_path / "b", "--backend", "emulator", "--samples", "5", "-q")
     assert r.returncode == 0, r.stderr
-    r = cli("energy", tmp_path / "b", "--samples", "5", "--backend", "emulator", "-q")
-    assert r.returncode == 1 and "supports dense layers only" in r.stderr and r.stderr.count("\n") == 1
+    r = cli("energy", tmp_path / "b", "--samples", "5", "--backend", "emulator", "-q", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)      # conv priced like dense: counters x Loihi's energy per operation
+    l0 = rep["layers"][0]
+    assert l0["energy_j"]["synaptic_op"] == pytest.approx(l0["synaptic_ops"] * 23.6e-12 / 5, rel=1e-12)
+    # conv: 256 outputs x 9 taps; fc: 10 x 256 (the sum pool is fused into its weights)
+    assert rep["neurobench"]["synaptic_operations"]["dense"] == (4 * 8 * 8 * 9 + 10 * 256) * 8
 
 
 def test_snntorch_style_lif_maps_beta_to_decay():
