@@ -86,7 +86,8 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
         data: str | Path | datamod.Dataset | None = None, samples: int | None = None,
         backend: str = "emulator", reference: str | Path | np.ndarray | None = None,
         timeout: float = 1800, progress: bool = False) -> dict:
-    """Run a build on a backend ("emulator": bit-exact integer; "lava": Lava's Loihi
+    """Run a build (or a lava-dl netx .net file, deployed into a temporary build first) on
+    a backend ("emulator": bit-exact integer; "lava": Lava's Loihi
     simulation; "norse": float reference from model.nir) and compare it with the float
     source model on the same samples (source.npz) and, if given, with `reference`
     predictions (N,) of your own framework (an array or a .npy file).
@@ -96,6 +97,13 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     energy_report.count; "source" and "reference" comparisons), also written to
     BUILD/run-BACKEND.json. Raises DeployError subclasses (BuildError, DatasetError,
     BackendError) in one line."""
+    if Path(build).suffix.lower() == ".net" and Path(build).is_file():   # a lava-dl netx network
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="ahsar-net-") as tmp:
+            export(build, "loihi", Path(tmp) / "b", data=data, calib=None if data is not None else x,
+                   progress=progress)
+            return run(Path(tmp) / "b", x, y, data=data, samples=samples, backend=backend,
+                       reference=reference, timeout=timeout, progress=progress)
     from .emulator import run as emulate
     from .energy_report import count
     from .passes.fidelity import compare

@@ -59,14 +59,18 @@ def _source_name(model) -> str:
 def import_graph(model, dataset: str | None = None, steps: int | None = None,
                  dt_s: float | None = None, nir_tau: str = "seconds") -> DeployGraph:
     """Import stage: a checkpoint (model.pt), a NIR graph (*.nir file or nir.NIRGraph)
-    -> float DeployGraph. dataset, steps, dt_s and nir_tau apply to NIR graphs (which
-    carry no dataset); an in-memory graph needs steps."""
+    -> float DeployGraph; a lava-dl netx network (*.net) -> the quantized DeployGraph it
+    holds (exporters/netx_import.py). dataset, steps, dt_s and nir_tau apply to NIR graphs
+    (which carry no dataset; an in-memory graph needs steps); dataset and steps to netx."""
     if _in_memory_nir(model):
         from exporters import nir_import
         if steps is None:
             raise DeployError("an in-memory NIR graph carries no time steps: pass steps (or spike data)")
         return nir_import.from_graph(model, dataset=dataset or "", steps=steps, dt_s=dt_s,
                                      tau_convention=nir_tau, where="NIR graph (in memory)")
+    if Path(model).suffix.lower() == ".net":
+        from exporters import netx_import
+        return netx_import.to_graph(model, dataset=dataset, steps=steps)
     if Path(model).suffix.lower() == ".nir":
         from exporters import nir_import
         return nir_import.to_graph(model, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=nir_tau)
@@ -184,7 +188,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
     ds = None if dataset is None else data.load(dataset)
     nir = _in_memory_nir(model) or Path(model).suffix.lower() == ".nir"
-    if nir and steps is None:   # spike data set the time steps themselves
+    netx = not nir and Path(model).suffix.lower() == ".net"
+    if (nir or netx) and steps is None:   # spike data set the time steps themselves
         steps = ds.steps if ds is not None else _calib_steps(calib)
     graph = import_graph(model, ds.name if ds is not None else None if calib is None else "", steps,
                          dt_s, nir_tau)
@@ -216,7 +221,14 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         x_cal = load_calibration(calib, graph, calib_samples)
         cal_source = {"split": f"file[:{len(x_cal)}]",
                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
-    qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
+    if graph.quantized:   # a netx network is on the chip's grid already: deployed as it is
+        log.info("%s holds an integer network: deployed as it is (no calibration, QAT or refit); the "
+                 "fidelity pass compares it with its exact float model", _source_name(model))
+        qgraph, reports, qat, refit = graph.with_(layers=tuple(
+            l.with_(scale=float(l.vth), threshold=np.ones(l.channels)) for l in graph.layers),
+            target=target.name), [], "off", False
+    else:
+        qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
     # the first VAL_SAMPLES of the validation split decide QAT and refit (and are reported);
     # without labelled data, the calibration inputs stand in, without accuracies
     if ds is None:
@@ -335,6 +347,8 @@ def _import_findings(graph: DeployGraph) -> list[dict]:
     to the nearest legal value, a writer's reset that NIR cannot say) as fidelity findings,
     so calibration.json lists them and --strict refuses them."""
     imp = graph.notes.get("import", {})
+    if imp.get("format") != "nir":   # netx notes are ignored fields and zero biases: no effect
+        return []
     fix = "see the detail; --strict refuses the build"
     out = [{"layer": "import", "cause": "import semantics", "size": None, "detail": n, "fix": fix}
            for n in imp.get("notes", [])]

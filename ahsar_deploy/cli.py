@@ -190,7 +190,8 @@ def cmd_inspect(a) -> dict:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="checkpoint written by `ahsar train`, or a NIR graph (*.nir)")
+    p.add_argument("model", help="checkpoint written by `ahsar train`, a NIR graph (*.nir), or a lava-dl "
+                                 "netx network (*.net, deployed as it is)")
     p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
@@ -231,7 +232,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("build", help="build directory written by ahsar-export")
+    p.add_argument("build", help="build directory written by ahsar-export (run: or a lava-dl netx .net file)")
     p.add_argument("--backend", default="lava", help="lava (Loihi simulation), emulator (bit-exact integer) or "
                    "norse (float reference from model.nir)")
     p.add_argument("--data", default=None, metavar="NAME|FILE.npz",

@@ -462,3 +462,27 @@ def test_graph_fields(tmp_path):
     assert set(g.notes["import"]) >= {"layers", "notes", "input_shape", "steps_from"}
     with pytest.raises(ModelFileError, match="time steps"):
         netx_import.to_graph(tmp_path / "n.net", steps=0)
+
+
+def test_cli_exports_runs_and_prices_a_netx_file(small_build, tmp_path, cli_inproc):
+    """`ahsar-export MODEL.net` deploys a netx network as it is (a build's own model.net
+    comes out byte for byte), `ahsar run MODEL.net` runs it, `ahsar energy` prices it."""
+    import json
+
+    from ahsar_deploy import build as build_mod
+    net = small_build / "model.net"
+    code, _, err = cli_inproc("export", net, "--data", "digits", "--steps", "8", "-o", tmp_path / "b", "-q")
+    assert code == 0, err
+    assert (tmp_path / "b" / "model.net").read_bytes() == net.read_bytes()
+    q, _ = build_mod.load(tmp_path / "b")
+    orig, _ = build_mod.load(small_build)
+    assert all(np.array_equal(a.weight, b.weight) and a.vth == b.vth for a, b in zip(q.layers, orig.layers))
+    code, out1, err = cli_inproc("run", tmp_path / "b", "--backend", "emulator", "--samples", "20", "--json", "-q")
+    assert code == 0, err
+    code, out2, err = cli_inproc("run", small_build, "--backend", "emulator", "--samples", "20", "--json", "-q")
+    assert json.loads(out1)["predictions"] == json.loads(out2)["predictions"]
+    code, out, err = cli_inproc("energy", tmp_path / "b", "--backend", "emulator", "--samples", "20", "--json", "-q")
+    assert code == 0 and json.loads(out)["total_j_per_inference"] > 0, err
+    # a netx file without tSample and no spike data: one line asking for the steps
+    code, _, err = cli_inproc("export", net, "--data", "digits", "-o", tmp_path / "c")
+    assert code == 1 and "time steps" in err and len(err.strip().splitlines()) == 1, err
