@@ -1,4 +1,6 @@
-# ahsar-deploy: `make demo` and `make test` install into .venv on first use.
+# ahsar-deploy: `make demo` and `make test` install into .venv on first use;
+# `make install VENV=/path/to/your/venv` installs into an existing virtual environment
+# the same way, keeping the torch, norse and snnTorch it already holds.
 # The install order follows ../shared/ENV.md: lava-nc 0.10 / lava-dl 0.6 declare
 # Python < 3.11, so torch and the dependencies come first and lava without deps last.
 # snnTorch and sinabs (pure Python) come without deps too, only so that tests can write
@@ -7,7 +9,7 @@
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
-VENV    := .venv
+VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 BUILD   ?= build
@@ -42,13 +44,15 @@ $(STAMP): pyproject.toml Makefile
 	@start=$$(date +%s); \
 	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
 	$(PIP) --upgrade pip && \
-	$(PIP) torch==2.13.0 && \
+	{ $(BIN)/python -c "import torch" 2>/dev/null || $(PIP) torch==2.13.0; } && \
 	$(PIP) "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
 	  "networkx<=2.8.7" "scikit-learn>=1.5,<2" "h5py>=3.7,<4" "matplotlib<4" \
 	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
 	  "tqdm>=4.60" "pytest>=7" "pytest-xdist>=3.5" "hypothesis>=6" && \
-	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 norse==1.1.0 && \
-	$(PIP) --no-deps snntorch==1.0.0 sinabs==3.1.3 "pbr>=5" && \
+	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 && \
+	{ $(BIN)/python -c "import norse" 2>/dev/null || $(PIP) --no-deps norse==1.1.0; } && \
+	{ $(BIN)/python -c "import snntorch" 2>/dev/null || $(PIP) --no-deps snntorch==1.0.0; } && \
+	$(PIP) --no-deps sinabs==3.1.3 "pbr>=5" && \
 	$(PIP) --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 && \
 	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \
