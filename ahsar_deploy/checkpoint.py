@@ -76,12 +76,23 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_NIR_ROUTE = ("export your network to NIR (snnTorch export_to_nir, norse to_nir, sinabs to_nir), "
+              "nir.write it and pass the .nir file")
+
+
 def _reason(e: Exception) -> str:
-    """The telling line of a torch.load failure (weights-only refusals name the global)."""
+    """Why torch.load refused a file, in a whole sentence: a pickled Python object (its
+    class named), or the first line of the error."""
+    import re
+    text = " ".join(str(e).split())
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return (f"it holds a pickled Python object ({m.group(1)}), which is never unpickled here "
+                f"since that could run code; save weights only, or {_NIR_ROUTE}")
+    m = re.search(r"Unsupported operand \d+", text)
+    if m:
+        return f"{m.group(0)} in its pickle: not a weights-only torch file"
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in lines:
-        if "Unsupported global" in ln or "Unsupported operand" in ln:
-            return ln.split("error: ", 1)[-1][:200]
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
@@ -109,6 +120,11 @@ def load(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":
+        raise ModelFileError(f"{path}: an HDF5 file (a lava-dl netx network?), not a checkpoint; pass it "
+                             f"with the .net suffix to deploy it as it is")
     _check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; we report
@@ -117,7 +133,10 @@ def load(path: str | Path) -> dict:
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         raise ModelFileError(f"{path}: not a loadable weights-only checkpoint ({_reason(e)})") from None
     if not isinstance(ckpt, dict) or not _is(ckpt.get("format"), FORMAT):
-        raise ModelFileError(f"{path}: not an ahsar-deploy checkpoint (no format={FORMAT!r} field)")
+        tensors = isinstance(ckpt, dict) and any(isinstance(v, (torch.Tensor, dict)) for v in ckpt.values())
+        what = "; a state_dict or another library's checkpoint?" if tensors else ""
+        raise ModelFileError(f"{path}: not an ahsar-deploy checkpoint (no format field{what}): weights "
+                             f"alone do not say how the neurons behave; {_NIR_ROUTE}")
     if not _is(ckpt.get("version"), VERSION):
         raise ModelFileError(f"{path}: checkpoint version {_show(ckpt.get('version'))} unsupported "
                              f"(this toolchain reads version {VERSION})")

@@ -358,3 +358,23 @@ def test_nir_model_files_are_untrusted_too(tmp_path):
             build.export(tmp_path / name, "loihi", tmp_path / "out", progress=False,
                          dataset="digits", steps=4)
         assert not (tmp_path / "out").exists()
+
+
+def test_files_users_bring_first_get_a_way_forward(tmp_path, cli):
+    """A plain state_dict or a library checkpoint points to the NIR route; a pickled module
+    is refused in a whole sentence that says why; a netx HDF5 file named .pt says what it is."""
+    import h5py
+    net = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    torch.save({"model_state_dict": net.state_dict(), "epoch": 3}, tmp_path / "lib.pt")
+    torch.save(net, tmp_path / "module.pt")
+    with h5py.File(tmp_path / "net.pt", "w") as f:
+        f.create_group("layer")
+    for name, want in [("sd.pt", "a state_dict or another library's checkpoint?"),
+                       ("lib.pt", "export your network to NIR (snnTorch export_to_nir"),
+                       ("module.pt", "pickled Python object (torch.nn.modules.container.Sequential), which is "
+                                     "never unpickled here since that could run code"),
+                       ("net.pt", "an HDF5 file (a lava-dl netx network?)")]:
+        r = cli("export", tmp_path / name, "-o", tmp_path / "b")
+        assert r.returncode == 1 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.rstrip().endswith((".nir file", "as it is", ".nir file)")), r.stderr
