@@ -293,7 +293,7 @@ def events_to_frames(src: str | Path, sensor_size: tuple[int, int, int], steps: 
     """An event file -> the arrays of a spike data file (load_file). src: an .npz with
     `events`, `offsets`, `y` (one set) or `events_train`, `offsets_train`, `y_train`,
     `events_test`, ... per split (events and offsets as bin_events takes them). Returns
-    {"x[_split]": (N, T, P, H, W) bool, "y[_split]": (N,) int64}; every split gets the same
+    {"x[_split]": (N, T, P, H, W) uint8 0/1, "y[_split]": (N,) int64}; every split gets the same
     T (the longest sample's, when only bin_us is given). Raises DatasetError."""
     a = _npz_members(Path(src))
     splits = sorted({k[len("events"):] for k in a if k.startswith("events")})
@@ -310,7 +310,7 @@ def events_to_frames(src: str | Path, sensor_size: tuple[int, int, int], steps: 
         if y.dtype.kind not in "iu" or y.shape != (len(x),):
             raise DatasetError(f"{src}: 'y{sp}': dtype {y.dtype}, shape {y.shape}; expected ({len(x)},) "
                                f"integer labels, one per sample")
-        out["x" + sp], out["y" + sp] = x, np.asarray(y, dtype=np.int64)
+        out["x" + sp], out["y" + sp] = x.view(np.uint8), np.asarray(y, dtype=np.int64)   # uint8: read as is
     t = max(out["x" + sp].shape[1] for sp in splits)   # bin_us alone: the longest sample's T
     for sp in splits:
         x = out["x" + sp]
