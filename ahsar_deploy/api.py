@@ -152,7 +152,7 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
                          markdown, plot)
     graph, _ = load(build)
     model = hw_targets.energy_model(target or graph.target)
-    xs, _, name = inputs(build, x, data=data, samples=samples)
+    xs, ys, name = inputs(build, x, data=data, samples=samples)
     cached = Path(build) / f"run-{backend}.json"
     counters = None
     if name != datamod.IN_MEMORY:   # arrays have no name to match a cached run with
@@ -164,11 +164,16 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
         except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or older
             log.warning("warning: ignoring %s (%s); running %s again", cached.name,
                         " ".join(str(e).split())[:120], backend)
+    accuracy = None
     if counters is None:
         spikes, _ = _backend(build, graph, backend, xs, timeout, progress)
         counters = count(graph, xs, spikes)
+        if ys is not None:
+            accuracy = float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
+    else:
+        accuracy = prev.get("accuracy") if isinstance(prev.get("accuracy"), float) else None
     report = estimate(graph, counters, len(xs), model)
-    report["backend"] = backend
+    report["backend"], report["accuracy"] = backend, accuracy   # of the run priced, on these samples
     report["targets"] = compare_targets(graph, counters, len(xs))
     report["sparsity_check"] = check_sparsity(report, graph)
     for fname, text in (("energy.json", json.dumps(report, indent=2) + "\n"), ("energy.md", markdown(report))):

@@ -184,7 +184,7 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
         layers.append({**{k: v for k, v in counts.items() if k != "per_step"},
                        "cores": m.cores, "neurons_per_core": m.neurons_per_core,
                        "limited_by": m.limited_by, "energy_j": parts, "total_j": sum(parts.values()),
-                       "train_rate": layer.train_rate, "per_step": c["per_step"]})
+                       "train_rate": layer.train_rate, "regulated": layer.regulated, "per_step": c["per_step"]})
         if target.time_s:
             step_times.append(_step_time(c, m, dest, samples, target.time_s, layer.kind))
     step_s = (float(np.max(step_times, axis=0).mean()) if step_times else target.step_time_s)
@@ -192,14 +192,20 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
     static = (target.static_power_w * step_s * graph.steps
               if target.static_power_w is not None and step_s is not None else None)
     ann = BASELINE.ann(sum(macs(l) for l in graph.layers))
+    latency = step_s * graph.steps if step_s is not None else None
+    whole = total + (static or 0.0)
     return {
         "target": target.name, "description": target.description, "energy_note": target.energy_note,
         "samples": samples, "steps": graph.steps, "cores": sum(m.cores for m in plan),
-        "layers": layers, "total_j_per_inference": total,
+        "layers": layers, "dynamic_j_per_inference": total,
+        # dynamic + static where the model has a static figure (else the model's own all-in figure)
+        "total_j_per_inference": whole, "total_includes_static": static is not None,
+        "latency_s_per_inference": latency,
+        "energy_delay_product_js": whole * latency if latency is not None else None,
         "synaptic_ops_per_inference": sum(c["synaptic_ops"] for c in counters) / samples,
         "time_per_step_s": step_s, "time_per_step_estimated": bool(step_times),
         "static_power_w": target.static_power_w, "static_j_per_inference": static,
-        "ann_baseline": ann, "snn_over_ann_int8": total / ann["int8_j"],
+        "ann_baseline": ann, "snn_over_ann_int8": total / ann["int8_j"],   # arithmetic vs arithmetic
         "neurobench": neurobench(graph, counters, samples, target),
     }
 
@@ -210,8 +216,9 @@ def compare_targets(graph: DeployGraph, counters: list[dict], samples: int) -> l
     for name, t in hw_targets.ENERGY_MODELS.items():
         try:
             r = estimate(graph, counters, samples, t)
-            rows.append({"target": name, "fits": True, "dynamic_j": r["total_j_per_inference"],
-                         "static_j": r["static_j_per_inference"], "note": t.energy_note})
+            rows.append({"target": name, "fits": True, "dynamic_j": r["dynamic_j_per_inference"],
+                         "static_j": r["static_j_per_inference"], "total_j": r["total_j_per_inference"],
+                         "note": t.energy_note})
         except DeployError as err:
             rows.append({"target": name, "fits": False, "error": str(err), "note": t.energy_note})
     return rows
@@ -237,7 +244,11 @@ def table(report: dict) -> str:
                    f"{_nj(report['static_j_per_inference'])} nJ per inference at an estimated "
                    f"{report['time_per_step_s'] * 1e6:.2f} us per step")
     lines += ["-" * len(head),
-              f"total {_nj(report['total_j_per_inference'])} nJ per inference from operations ({static})",
+              f"dynamic {_nj(report['dynamic_j_per_inference'])} nJ per inference from operations ({static}); "
+              f"total {_nj(report['total_j_per_inference'])} nJ"
+              + (f", latency {report['latency_s_per_inference'] * 1e6:.1f} us"
+                 if report["latency_s_per_inference"] is not None else "")
+              + (f", run accuracy {100 * report['accuracy']:.2f} %" if report.get("accuracy") is not None else ""),
               f"  model: {report['energy_note']}",
               f"ANN baseline, same layers, {b['macs']} MACs: int8 {_nj(b['int8_j'])} nJ "
               f"({_nj(b['int8_sram_j'])} with weight reads), fp32 {_nj(b['fp32_j'])} nJ "
@@ -248,9 +259,10 @@ def table(report: dict) -> str:
               f"{nb['synaptic_operations']['dense']}), footprint {nb['footprint_bytes']} B, "
               f"connection sparsity {nb['connection_sparsity']}"]
     if report.get("targets"):
-        lines.append("all energy models (nJ per inference: operations / static):")
+        lines.append("all energy models (nJ per inference: operations / static / total):")
         for t in report["targets"]:
-            lines.append(f"  {t['target']:<10} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])}"
+            lines.append(f"  {t['target']:<10} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
+                                                  f"{_nj(t['total_j'])}"
                                                   if t["fits"] else f"does not fit: {t['error']}"))
     return "\n".join(lines)
 
@@ -270,7 +282,11 @@ def markdown(report: dict) -> str:
         out.append(f"| {l['layer']} | {l['neurons']} | {l['cores']} | {l['rate']:.3f} | {tr} | "
                    f"{l['synaptic_ops'] / s:.0f} | {l['spikes'] / s:.1f} | {l['total_j'] * 1e9:.3f} |")
     out += ["",
-            f"Total dynamic energy: **{_nj(report['total_j_per_inference'])} nJ** per inference; "
+            f"Per inference: **total {_nj(report['total_j_per_inference'])} nJ**"
+            + (f" in {report['latency_s_per_inference'] * 1e6:.1f} us (energy-delay product "
+               f"{report['energy_delay_product_js']:.3g} J s)" if report["latency_s_per_inference"] is not None else "")
+            + (f", run accuracy {100 * report['accuracy']:.2f} %" if report.get("accuracy") is not None else "")
+            + f"; dynamic {_nj(report['dynamic_j_per_inference'])} nJ; "
             + ("no separate static power figure (see the model note)."
                if report["static_j_per_inference"] is None else
                f"static {_nj(report['static_j_per_inference'])} nJ ({report['static_power_w']} W "
@@ -289,12 +305,13 @@ def markdown(report: dict) -> str:
             f"footprint {nb['footprint_bytes']} bytes ({nb['footprint_float32_bytes']} as float32); "
             f"connection sparsity {nb['connection_sparsity']}."]
     if report.get("targets"):
-        out += ["", "| energy model | dynamic nJ | static nJ | note |", "|---|---|---|---|"]
+        out += ["", "| energy model | dynamic nJ | static nJ | total nJ | note |", "|---|---|---|---|---|"]
         for t in report["targets"]:
             if t["fits"]:
-                out.append(f"| {t['target']} | {_nj(t['dynamic_j'])} | {_nj(t['static_j'])} | {t['note']} |")
+                out.append(f"| {t['target']} | {_nj(t['dynamic_j'])} | {_nj(t['static_j'])} | {_nj(t['total_j'])} "
+                           f"| {t['note']} |")
             else:
-                out.append(f"| {t['target']} | does not fit | | {t['error']} |")
+                out.append(f"| {t['target']} | does not fit | | | {t['error']} |")
     if report.get("sparsity_check"):
         out += ["", "| layer | sparsity check |", "|---|---|"]
         for c in report["sparsity_check"]:
@@ -347,9 +364,12 @@ def plot(report: dict, path) -> None:
     names = [l["layer"] for l in layers]
     idx = np.arange(len(names))
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
-    a.axhspan(*BAND, color="tab:green", alpha=0.15, label="AHSAR band")
+    regulated = [i for i, l in enumerate(layers) if l.get("regulated")]
+    for n, i in enumerate(regulated):   # the band applies to regulated layers only, not the readout
+        a.fill_between([i - 0.45, i + 0.45], *BAND, color="tab:green", alpha=0.15,
+                       label="AHSAR band" if n == 0 else None)
     a.bar(idx - 0.2, [l["rate"] for l in layers], 0.4, label=f"on {report['target']}")
-    a.bar(idx + 0.2, [l["train_rate"] or 0 for l in layers], 0.4, label="training")
+    a.bar(idx + 0.2, [l["train_rate"] or 0 for l in layers], 0.4, label="float model (test split)")
     a.set_xticks(idx, names)
     a.set_ylabel("spikes per neuron per step")
     a.set_title("firing rate per layer")
@@ -362,11 +382,11 @@ def plot(report: dict, path) -> None:
     b.set_xticks(idx, names)
     b.set_ylabel("nJ per inference")
     b.set_title(f"energy on {report['target']} by operation: "
-                f"{report['total_j_per_inference'] * 1e9:.0f} nJ")
+                f"{report['dynamic_j_per_inference'] * 1e9:.0f} nJ")
     b.legend()
     base = report["ann_baseline"]
     bars = [(t["target"], t["dynamic_j"]) for t in report.get("targets") or [] if t["fits"]]
-    bars = bars or [(report["target"], report["total_j_per_inference"])]
+    bars = bars or [(report["target"], report["dynamic_j_per_inference"])]
     bars += [("ANN int8", base["int8_j"]), ("ANN int8+SRAM", base["int8_sram_j"]),
              ("ANN fp32", base["fp32_j"])]
     colors = ["tab:blue"] * (len(bars) - 3) + ["tab:gray"] * 3

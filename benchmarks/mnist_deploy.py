@@ -119,7 +119,7 @@ def main() -> int:
               "ANN baseline int8 nJ | ratio SNN/ANN |", "|---|---|---|---|---|---|"]
     for r in rows:
         for name, e in r["energy"].items():
-            snn = 1e9 * e["total_j_per_inference"]
+            snn = 1e9 * e["dynamic_j_per_inference"]
             ann = 1e9 * e["ann_baseline"]["int8_j"]
             lines.append(f"| {r['method']} | {name} | {snn:,.1f} | {e['synaptic_ops_per_inference']:,.0f} | "
                          f"{ann:.1f} | {snn / ann:.1f} |")
