@@ -139,31 +139,39 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
 
 
 def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
-           samples: int | None = None, backend: str = "emulator", target: str | None = None,
+           samples: int | None = None, backend: str | None = None, target: str | None = None,
            timeout: float = 1800, progress: bool = False) -> dict:
     """Energy per inference from the spike counts the target produced (energy_report.py):
-    counts from BUILD/run-BACKEND.json when it holds the same named data and sample count,
-    else a run on `backend`. target: energy model (default the build's). Writes
-    energy.json, energy.md, energy.png into the build; returns the report with
+    counts from BUILD/run-BACKEND.json when it holds the same named data and sample count
+    (backend None: a cached Lava run, else a cached emulator run; the log names the file),
+    else a new run on `backend` (None: Lava). A network the energy model cannot map is
+    refused before anything runs. target: energy model (default the build's). Writes
+    energy.json, energy.md, energy.png into the build (for another target than the
+    build's: energy-TARGET.json, .md, .png, so no report overwrites another); returns the report with
     "targets" (every chip and the ANN baseline) and "sparsity_check" (per layer: "pass",
     "FAIL" or "not checked"). Raises DeployError subclasses in one line."""
     import hw_targets
     from .energy_report import (check_sparsity, compare_targets, count, counters_from_json, estimate,
-                         markdown, plot)
+                                markdown, plot)
+    from .passes.map import map_layers
     graph, _ = load(build)
     model = hw_targets.energy_model(target or graph.target)
+    map_layers(graph, model)   # refuse what the chip cannot hold before running anything
     xs, ys, name = inputs(build, x, data=data, samples=samples)
-    cached = Path(build) / f"run-{backend}.json"
-    counters = None
-    if name != datamod.IN_MEMORY:   # arrays have no name to match a cached run with
+    counters, prev = None, {}
+    tried = [] if name == datamod.IN_MEMORY else [backend] if backend else ["lava", "emulator"]
+    for b in tried:   # (arrays have no name to match a cached run with)
+        cached = Path(build) / f"run-{b}.json"
         try:
             prev = json.loads(cached.read_text()) if cached.is_file() else {}
             if prev.get("dataset") == name and prev.get("samples") == len(xs):
-                counters = counters_from_json(prev.get("counters"), graph, len(xs))
+                counters, backend = counters_from_json(prev.get("counters"), graph, len(xs)), b
                 log.info("using spike counts of %s (%d samples)", cached.name, len(xs))
+                break
         except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or older
-            log.warning("warning: ignoring %s (%s); running %s again", cached.name,
-                        " ".join(str(e).split())[:120], backend)
+            log.warning("warning: ignoring %s (%s); running again", cached.name, " ".join(str(e).split())[:120])
+        prev = {}
+    backend = backend or "lava"
     accuracy = None
     if counters is None:
         spikes, _ = _backend(build, graph, backend, xs, timeout, progress)
@@ -176,10 +184,11 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     report["backend"], report["accuracy"] = backend, accuracy   # of the run priced, on these samples
     report["targets"] = compare_targets(graph, counters, len(xs))
     report["sparsity_check"] = check_sparsity(report, graph)
-    for fname, text in (("energy.json", json.dumps(report, indent=2) + "\n"), ("energy.md", markdown(report))):
+    stem = "energy" if model.name == graph.target else f"energy-{model.name}"   # another chip: its own files
+    for fname, text in ((f"{stem}.json", json.dumps(report, indent=2) + "\n"), (f"{stem}.md", markdown(report))):
         with interrupts.atomic_path(Path(build) / fname) as tmp:
             tmp.write_text(text)
-    plot(report, Path(build) / "energy.png")
+    plot(report, Path(build) / f"{stem}.png")
     return report
 
 

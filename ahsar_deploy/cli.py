@@ -231,10 +231,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava") -> None:
     p.add_argument("build", help="build directory written by ahsar-export (run: or a lava-dl netx .net file)")
-    p.add_argument("--backend", default="lava", help="lava (Loihi simulation), emulator (bit-exact integer) or "
-                   "norse (float reference from model.nir)")
+    p.add_argument("--backend", default=backend, help="lava (Loihi simulation), emulator (bit-exact integer) or "
+                   "norse (float reference from model.nir); " + ("default lava" if backend else
+                   "default: a cached lava or emulator run of the same samples, else a new lava run"))
     p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
                    help="test data: a built-in name or an .npz file (default: the build's dataset)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
@@ -295,7 +296,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
-    _run_args(p)
+    _run_args(p, backend=None)
     p.add_argument("--target", default=None,
                    help="energy model: loihi, loihi2 (estimate), truenorth (default: the build's target)")
     p.add_argument("--check", action="store_true",

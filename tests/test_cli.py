@@ -218,3 +218,19 @@ def test_export_reports_source_versus_build_on_validation(small_build):
     assert all(0 < l["spike_agreement"] <= 1 and l["spikes_reference"] > 0 for l in v["layers"])
     fr = c["fidelity"]["free_running"]
     assert 0 < fr["prediction_agreement"] <= 1 and len(fr["layers"]) == len(c["layers"])
+
+
+def test_energy_without_backend_uses_the_cached_run_and_names_it(small_build, tmp_path, cli_inproc):
+    """No --backend: a cached emulator run of the same samples is priced (and named), no
+    Lava run starts; another sample count is a new run."""
+    out = tmp_path / "b"
+    shutil.copytree(small_build, out)
+    code, stdout, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "25", "--json", "-q")
+    assert code == 0, err
+    acc = json.loads(stdout)["accuracy"]
+    code, stdout, err = cli_inproc("energy", out, "--samples", "25", "--json", "-q")
+    assert code == 0 and "using spike counts of run-emulator.json (25 samples)" in err, err
+    rep = json.loads(stdout)
+    assert rep["backend"] == "emulator" and rep["accuracy"] == acc and rep["samples"] == 25
+    code, stdout, err = cli_inproc("energy", out, "--samples", "7", "--backend", "emulator", "--json", "-q")
+    assert code == 0 and "using spike counts" not in err and json.loads(stdout)["samples"] == 7, err

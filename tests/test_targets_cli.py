@@ -32,6 +32,10 @@ def test_loihi2_export_shares_loihi_grid_and_energy_models(small_model, small_bu
     tn = json.loads(r.stdout)
     acs = tn["neurobench"]["synaptic_operations"]["effective_acs"]
     assert tn["total_j_per_inference"] == pytest.approx(26e-12 * acs, rel=1e-12)
+    # another chip's report goes beside the build's own, never over it
+    assert json.loads((out / "energy-truenorth.json").read_text())["target"] == "truenorth"
+    assert json.loads((out / "energy.json").read_text())["target"] == "loihi2"
+    assert (out / "energy-truenorth.md").is_file() and (out / "energy-truenorth.png").is_file()
 
 
 def test_truenorth_is_energy_only(small_model, tmp_path, cli):
