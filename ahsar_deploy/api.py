@@ -140,11 +140,12 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
 
 def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
            samples: int | None = None, backend: str | None = None, target: str | None = None,
-           timeout: float = 1800, progress: bool = False) -> dict:
+           timeout: float = 1800, progress: bool = False, new_run: str = "emulator") -> dict:
     """Energy per inference from the spike counts the target produced (energy_report.py):
     counts from BUILD/run-BACKEND.json when it holds the same named data and sample count
     (backend None: a cached Lava run, else a cached emulator run; the log names the file),
-    else a new run on `backend` (None: Lava). A network the energy model cannot map is
+    else a new run on `backend` (None: `new_run`, the emulator as in run(); the CLI says
+    lava). A network the energy model cannot map is
     refused before anything runs. target: energy model (default the build's). Writes
     energy.json, energy.md, energy.png into the build (for another target than the
     build's: energy-TARGET.json, .md, .png, so no report overwrites another); returns the report with
@@ -171,7 +172,7 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
         except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or older
             log.warning("warning: ignoring %s (%s); running again", cached.name, " ".join(str(e).split())[:120])
         prev = {}
-    backend = backend or "lava"
+    backend = backend or new_run
     accuracy = None
     if counters is None:
         spikes, _ = _backend(build, graph, backend, xs, timeout, progress)
@@ -192,12 +193,15 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     return report
 
 
-def inspect(path: str | Path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
-    """What a file holds, without data: a .nir graph -> how it would deploy (layers, shapes,
+def inspect(path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
+    """What a file holds, without data: a .nir graph (file or nir.NIRGraph) -> how it would deploy (layers, shapes,
     decays, thresholds; exporters.nir_import.describe, with dt_s and tau_convention as
     export takes them); a build directory -> its manifest; a checkpoint -> method, layer
     sizes, dataset, steps, thresholds (mean per layer), test accuracy and rates.
     Raises DeployError subclasses in one line."""
+    if not isinstance(path, (str, Path)) and type(path).__name__ == "NIRGraph":
+        from exporters.nir_import import describe
+        return describe(path, dt_s=dt_s, tau_convention=tau_convention)
     p = Path(path)
     if p.is_dir():
         return load(p)[1]

@@ -180,9 +180,10 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
     target = hw_targets.get(target_name)
     out = Path(out_dir)
-    if out.exists() and not force:
+    empty = out.is_dir() and not any(out.iterdir())   # e.g. a fresh tempfile.mkdtemp(): used as it is
+    if out.exists() and not force and not empty:
         raise BuildError(f"{out}: exists; pass --force to replace it")
-    if out.exists() and not (out / MANIFEST).is_file():
+    if out.exists() and not (out / MANIFEST).is_file() and not empty:
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
     if calib_samples < 1:
         raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")

@@ -98,7 +98,7 @@ def cmd_energy(a) -> dict:
     from .energy_report import table
     from .errors import DeployError
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
-                    timeout=a.timeout, progress=not a.quiet)
+                    timeout=a.timeout, progress=not a.quiet, new_run="lava")
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:

@@ -99,7 +99,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
         opt, (lambda b: 0.5 * (1 + np.cos(np.pi * b / total_batches))) if lr_schedule == "cosine"
         else (lambda b: 1.0))
     log.info("training %s %s on %s (%d samples, %d steps, %s coding), %d epochs, seed %d",
-             arch, "-".join(map(str, model.sizes)), data, len(y_tr), steps, encoding, epochs, seed)
+             arch, "-".join(map(str, model.sizes)), ds.name, len(y_tr), steps, encoding, epochs, seed)
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x_tr))

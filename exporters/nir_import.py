@@ -543,12 +543,14 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     written = None if norse_dt is not None else _written_dt(graph, order, where)
     dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
     snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
-    if snntorch:
+    said_zero = isinstance(graph.metadata, dict) and str(graph.metadata.get("reset", "")) == "zero"
+    if snntorch and not said_zero:
         notes.append(f"{written[1]} at dt = 1e-4 s, as snnTorch's export_to_nir writes Leaky/Synaptic: "
                      "the deployed neurons reset to zero (v <- 0 after a spike), but snnTorch's default "
                      "reset_mechanism=\"subtract\" subtracts the threshold, which NIR cannot express; "
                      "unless the network was trained with reset_mechanism=\"zero\", spikes and accuracy "
-                     "differ: train with reset_mechanism=\"zero\" in snnTorch")
+                     "differ: train with reset_mechanism=\"zero\" in snnTorch, and say so with "
+                     "graph.metadata[\"reset\"] = \"zero\" before nir.write")
     for note in notes:
         log.warning("warning: %s: %s", where, note)
     nodes = graph.nodes
@@ -557,7 +559,8 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     if len(shape) in (2, 4) and shape[0] == 1:
         shape = shape[1:]          # a batch dimension of 1 (norse to_nir with a batched sample)
     if len(shape) not in (1, 3):
-        raise UnsupportedLayerError(f"{where}: input shape {shape}; (n,) or (C, H, W) deploy")
+        hint = ("; a (T, F) sample? trace the library's to_nir with one time step" if len(shape) == 2 else "")
+        raise UnsupportedLayerError(f"{where}: input shape {shape}; (n,) or (C, H, W) deploy{hint}")
     in_shape = shape
     layers, pools, syn, report = [], [], None, []
     for k in order[1:]:
@@ -688,10 +691,14 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
                       where=str(path), source_sha256=sha256(path))
 
 
-def describe(path: str | Path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
-    """How a .nir file would deploy, without data: layers, shapes, decays, thresholds.
-    Raises the same one-line errors as an export for what does not deploy."""
-    g = read(path)
+def describe(path, dt_s: float | None = None, tau_convention: str = "seconds") -> dict:
+    """How a .nir file (or an in-memory nir.NIRGraph) would deploy, without data: layers,
+    shapes, decays, thresholds. Raises the same one-line errors as an export for what does
+    not deploy."""
+    import nir
+    g = path if isinstance(path, nir.NIRGraph) else read(path)
+    if g is path:
+        path = "NIR graph (in memory)"
     meta = g.metadata if isinstance(g.metadata, dict) else {}
     if dt_s is None and meta.get("producer") == "ahsar-deploy":
         dt_s = _own_meta(meta, "dt_s", float, path)

@@ -63,3 +63,14 @@ def test_public_names_and_version():
     r = subprocess.run([sys.executable, "-c", "import sys, ahsar_deploy; print('torch' in sys.modules)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_inspect_an_in_memory_graph_and_export_into_an_empty_directory(tmp_path):
+    g = _graph(np.random.default_rng(3))
+    d = ad.inspect(g)
+    assert [l["n_out"] for l in d["layers"]] == [32, 10] and d["path"] == "NIR graph (in memory)"
+    (tmp_path / "empty").mkdir()
+    x_cal = data.encode(data.load("digits").train.x[:50], 6, "rate")
+    assert ad.export(g, "loihi", tmp_path / "empty", calib=x_cal)["steps"] == 6
+    with pytest.raises(ad.DeployError, match="exists; pass --force"):
+        ad.export(g, "loihi", tmp_path / "empty", calib=x_cal)

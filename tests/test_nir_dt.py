@@ -99,6 +99,15 @@ def test_snntorch_graph_warns_that_it_deploys_with_reset_to_zero(tmp_path, caplo
     assert w.startswith(f"warning: {tmp_path / 'snn.nir'}: ")
     assert "reset to zero" in w and 'reset_mechanism="subtract"' in w and 'train with reset_mechanism="zero"' in w
     assert graph.notes["import"]["notes"] == [w.split(": ", 2)[2]]
+    # the user says the network resets to zero: no warning, so --strict can deploy it
+    g = nir.read(str(tmp_path / "snn.nir"))
+    g.metadata["reset"] = "zero"
+    nir.write(str(tmp_path / "zero.nir"), g)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="exporters.nir_import"):
+        graph = nir_import.to_graph(tmp_path / "zero.nir", dataset="digits", steps=8)
+    assert _warnings(caplog) == [] and graph.notes["import"]["notes"] == []
+    assert graph.notes["import"]["dt_from"] == nir_import.to_graph(tmp_path / "snn.nir", "digits", 8).notes["import"]["dt_from"]
 
 
 def _lif_chain(*layers, n_in=64):
