@@ -3,7 +3,7 @@
 In-process: a signal that lands in a finalizer is neither printed nor lost, nothing is
 cut short by it, an atomic write leaves the old file or the new one. Real processes:
 `ahsar-export`, `ahsar train` and `ahsar run --backend lava` are sent SIGINT or SIGTERM
-at 20 points spread over their run (start-up to the final write; every third gets a
+at 14 points spread over their run (start-up to the final write; every third gets a
 second signal; even and odd points are two tests, so pytest-xdist runs them side by
 side), while at least two busy processes load the CPU: every time exit 130 / 143 with
 one `interrupted` line or a finished result, no traceback, no temporary file or
@@ -31,7 +31,7 @@ import pytest
 from ahsar_deploy import checkpoint, interrupts
 
 BIN = pathlib.Path(sys.executable).parent
-TRIALS = 20
+TRIALS = 14
 
 
 @pytest.fixture
