@@ -65,6 +65,8 @@ def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     if x.ndim == 2:
         if x.shape[1] != graph.n_inputs:
             raise DatasetError(f"x: shape {x.shape}; the build takes {graph.n_inputs} inputs per sample")
+        if x.dtype.kind not in "biuf" or not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            raise DatasetError(f"x: intensities must be finite numbers in [0, 1] (dtype {x.dtype})")
         x = datamod.encode(x, graph.steps, graph.encoding)
     elif x.ndim != 3 or x.shape[1:] != (graph.steps, graph.n_inputs) or not np.isin(x, (0, 1)).all():
         raise DatasetError(f"x: shape {x.shape}, dtype {x.dtype}; the build takes (N, {graph.steps}, "
