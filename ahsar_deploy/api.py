@@ -74,6 +74,16 @@ def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     return np.asarray(x, dtype=np.uint8)[:samples], None, datamod.IN_MEMORY
 
 
+def _data_id(name: str) -> str:
+    """What a cached run must match to be reused: a built-in name, or a data file's resolved
+    path, size and modification time (a changed or another file is not the same data)."""
+    p = Path(name)
+    if name in datamod.DATASETS or name == datamod.IN_MEMORY or not p.is_file():
+        return name
+    st = p.stat()
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress: bool):
     from exporters import BACKENDS
     if backend not in BACKENDS:
@@ -117,6 +127,9 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
         if ys.dtype.kind not in "iu" or ys.shape[0] < len(xs):
             raise DatasetError(f"y: dtype {ys.dtype}, shape {ys.shape}; expected ({len(xs)},) integer labels")
         ys = ys[:len(xs)].astype(np.int64)
+        if len(ys) and (ys.min() < 0 or ys.max() >= graph.layers[-1].n_out):
+            raise DatasetError(f"y: labels {ys.min()}..{ys.max()}; the build outputs classes "
+                               f"0..{graph.layers[-1].n_out - 1}")
     ref = None
     if reference is not None:
         ref = (load_predictions(reference, len(xs), graph.layers[-1].n_out) if not isinstance(reference, np.ndarray)
@@ -124,7 +137,8 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     spikes, secs = _backend(build, graph, backend, xs, timeout, progress)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
     acc = (lambda p: None if ys is None else float(np.mean(p == ys)))
-    result = {"backend": backend, "dataset": name, "samples": int(len(xs)), "steps": graph.steps,
+    result = {"backend": backend, "dataset": name, "data_id": _data_id(name), "samples": int(len(xs)),
+              "steps": graph.steps,
               "accuracy": acc(pred), "seconds": secs, "seconds_per_sample": secs / len(xs),
               "float_test_accuracy": graph.float_accuracy, "predictions": pred.tolist(),
               "counters": count(graph, xs, spikes)}
@@ -154,20 +168,20 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     "targets" (every chip and the ANN baseline) and "sparsity_check" (per layer: "pass",
     "FAIL" or "not checked"). Raises DeployError subclasses in one line."""
     import hw_targets
-    from .energy_report import (check_sparsity, compare_targets, count, counters_from_json, estimate,
+    from .energy_report import (check_sparsity, compare_targets, counters_from_json, estimate,
                                 markdown, plot)
     from .passes.map import map_layers
     graph, _ = load(build)
     model = hw_targets.energy_model(target or graph.target)
     map_layers(graph, model)   # refuse what the chip cannot hold before running anything
-    xs, ys, name = inputs(build, x, data=data, samples=samples)
+    xs, _, name = inputs(build, x, data=data, samples=samples)
     counters, prev = None, {}
     tried = [] if name == datamod.IN_MEMORY else [backend] if backend else ["lava", "emulator"]
     for b in tried:   # (arrays have no name to match a cached run with)
         cached = Path(build) / f"run-{b}.json"
         try:
             prev = json.loads(cached.read_text()) if cached.is_file() else {}
-            if prev.get("dataset") == name and prev.get("samples") == len(xs):
+            if prev.get("data_id") == _data_id(name) and prev.get("samples") == len(xs):
                 counters, backend = counters_from_json(prev.get("counters"), graph, len(xs)), b
                 log.info("using spike counts of %s (%d samples)", cached.name, len(xs))
                 break
@@ -175,12 +189,9 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
             log.warning("warning: ignoring %s (%s); running again", cached.name, " ".join(str(e).split())[:120])
         prev = {}
     backend = backend or new_run
-    accuracy = None
-    if counters is None:
-        spikes, _ = _backend(build, graph, backend, xs, timeout, progress)
-        counters = count(graph, xs, spikes)
-        if ys is not None:
-            accuracy = float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
+    if counters is None:   # a new run, saved as run-BACKEND.json like `ahsar run`'s
+        r = run(build, x, data=data, samples=samples, backend=backend, timeout=timeout, progress=progress)
+        counters, accuracy = r["counters"], r["accuracy"]
     else:
         accuracy = prev.get("accuracy") if isinstance(prev.get("accuracy"), float) else None
     report = estimate(graph, counters, len(xs), model)

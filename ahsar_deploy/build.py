@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 SOURCE = "source.npz"   # the float source model's weights and thresholds (ahsar run compares)
 VAL_SAMPLES = 2000   # validation samples behind the export's accuracy report and choices
+MIN_SAMPLES = 32     # fewer calibration or validation samples than this: a warning
 
 
 def _layer_manifest(l: Layer) -> dict:
@@ -70,7 +71,7 @@ def import_graph(model, dataset: str | None = None, steps: int | None = None,
                                      tau_convention=nir_tau, where="NIR graph (in memory)")
     if Path(model).suffix.lower() == ".net":
         from exporters import netx_import
-        return netx_import.to_graph(model, dataset=dataset, steps=steps)
+        return netx_import.to_graph(model, dataset=dataset or "", steps=steps)
     if Path(model).suffix.lower() == ".nir":
         from exporters import nir_import
         return nir_import.to_graph(model, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=nir_tau)
@@ -129,6 +130,11 @@ def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
                            f"{ds.n_features}")
     if ds.steps is not None and ds.steps != graph.steps:
         raise DatasetError(f"{what}: runs {graph.steps} time steps, the spikes in {ds.name} have {ds.steps}")
+    classes = graph.layers[-1].n_out
+    top = max(int(sp.y.max(initial=0)) for sp in (ds.train, ds.val, ds.test))
+    if top >= classes:
+        raise DatasetError(f"{what}: {classes} output neurons (classes 0..{classes - 1}), but {ds.name} has "
+                           f"label {top}; labels must be the class indices the network outputs")
 
 
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
@@ -215,6 +221,10 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if calib is None:
         x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
+        if len(x_cal) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
+            log.warning("warning: %s has %d training and %d validation samples; calibration and the choice "
+                        "of QAT / refit on fewer than %d are unreliable: give more data", ds.name,
+                        len(ds.train.y), len(ds.val.y), MIN_SAMPLES)
     elif isinstance(calib, np.ndarray):
         x_cal = load_calibration(calib, graph, calib_samples)
         cal_source = {"split": f"array[:{len(x_cal)}]"}

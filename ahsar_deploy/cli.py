@@ -122,8 +122,8 @@ def cmd_events(a) -> dict:
     if len(size) != 3:
         raise DeployError(f"--sensor-size {a.sensor_size!r}: expected W,H,P (e.g. 34,34,2 for N-MNIST)")
     arrays = events_to_frames(a.events, size, a.steps, a.bin_us)
-    with interrupts.atomic_path(a.output) as tmp:
-        np.savez(tmp, **arrays)   # uncompressed: data files are memory-mapped when read
+    with interrupts.atomic_path(a.output) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)   # uncompressed (memory-mapped when read); a file object: no ".npz" added
     shapes = {k: list(v.shape) for k, v in arrays.items()}
     log.info("wrote %s: %s", a.output, ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
     return {"output": str(a.output), "shapes": shapes}

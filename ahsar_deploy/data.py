@@ -169,7 +169,7 @@ def load_file(path: str | Path) -> Dataset:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: no such data file; pass --data PATH (or a built-in name: {', '.join(DATASETS)})")
-    return _dataset(_npz_members(p), str(p), str(path))
+    return _dataset(_npz_members(p), str(p), str(p.resolve()))   # resolved: builds find it from anywhere
 
 
 IN_MEMORY = "(in memory)"   # the name of a Dataset made by from_arrays
@@ -209,15 +209,15 @@ def _dataset(a: dict[str, np.ndarray], p: str, name: str) -> Dataset:
         splits[n] = Split(x, y)
         shapes.add((sample, steps))
     if len(shapes) > 1:
-        raise DatasetError(f"{p}: the splits differ in sample shape or time steps {sorted(shapes)}")
+        raise DatasetError(f"{p}: the splits differ in sample shape or time steps "
+                           f"({'; '.join(sorted(f'shape {s}, steps {t}' for s, t in shapes))}); give every "
+                           f"split the same kind of x")
     (sample, steps), = shapes
     n_classes = int(splits[names[0]].y.max()) + 1
     for n, sp in splits.items():
         if sp.y.max() >= n_classes:
             raise DatasetError(f"{p}: 'y_{n}' has label {sp.y.max()}, but the training labels are "
                                f"0..{n_classes - 1}")
-    if n_classes < 2:
-        raise DatasetError(f"{p}: one class only in the labels; a classifier needs at least 2")
     if names == [""]:
         train = val = test = splits[""]
     else:
@@ -277,7 +277,7 @@ def bin_events(events: np.ndarray, offsets: np.ndarray, sensor_size: tuple[int, 
         ev = events[offsets[i]:offsets[i + 1]]
         if not len(ev):
             continue
-        ev = ev.copy()
+        ev = np.sort(ev, order="t", kind="stable")   # tonic's ToFrame slices by time: needs sorted t
         ev["t"] -= ev["t"].min()
         # steps only: `steps` equal windows over the sample's span, its last event included
         # (tonic's own n_time_bins slicing leaves the last event out, tonic 1.7)

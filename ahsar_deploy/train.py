@@ -76,6 +76,11 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
         if augment_shift:
             raise datamod.DatasetError(f"{data}: --augment-shift shifts images, not spike data")
     steps = ds.steps or steps or 16
+    if ds.n_classes < 2:
+        raise datamod.DatasetError(f"{ds.name}: one class only in the training labels; a classifier needs at least 2")
+    if arch != "mlp" and len(ds.shape) != 3:
+        raise datamod.DatasetError(f"{ds.name}: --arch {arch} needs images, x of shape (N, C, H, W) (or spikes "
+                                   f"(N, T, C, H, W)); these samples have {ds.n_features} features, no shape")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if arch == "mlp":

@@ -42,6 +42,9 @@ CHUNK = 1000
 
 def write_netx(graph: DeployGraph, path: str | Path) -> None:
     with h5py.File(path, "w") as f:
+        sim = f.create_group("simulation")   # as slayer's export_hdf5 writes it; netx ignores it,
+        sim.create_dataset("Ts", data=1.0)   # netx_import reads the steps back from it
+        sim.create_dataset("tSample", data=int(graph.steps))
         layers = f.create_group("layer")
         entries: list[tuple[str, object]] = []
         prev = None

@@ -543,7 +543,15 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     written = None if norse_dt is not None else _written_dt(graph, order, where)
     dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
     snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
-    said_zero = isinstance(graph.metadata, dict) and str(graph.metadata.get("reset", "")) == "zero"
+    said = graph.metadata.get("reset") if isinstance(graph.metadata, dict) else None
+    if said is not None and str(said) != "zero":
+        if str(said) == "subtract":
+            raise UnsupportedLayerError(f"{where}: the graph's metadata says reset \"subtract\"; Loihi resets "
+                                        "v to 0 after a spike: retrain with zero reset (snnTorch "
+                                        "reset_mechanism=\"zero\")")
+        raise ModelFileError(f"{where}: metadata reset {str(said)[:40]!r}: the value this importer reads is "
+                             "\"zero\" (or leave it out)")
+    said_zero = said is not None
     if snntorch and not said_zero:
         notes.append(f"{written[1]} at dt = 1e-4 s, as snnTorch's export_to_nir writes Leaky/Synaptic: "
                      "the deployed neurons reset to zero (v <- 0 after a spike), but snnTorch's default "
@@ -685,8 +693,9 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
     if dt_s is None and ours:
         dt_s = _own_meta(meta, "dt_s", float, path)     # else None: from_graph infers or defaults
     if dataset is None or steps is None:
-        raise ModelFileError(f"{path}: a NIR graph carries no dataset or time steps; pass --data and --steps "
-                             "for calibration")
+        raise ModelFileError(f"{path}: a NIR graph carries no time steps" + (" or data" if dataset is None else "")
+                             + ": pass --steps" + (" and --data (or --calib)" if dataset is None else "")
+                             + "; spike data set the steps themselves")
     return from_graph(g, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
                       where=str(path), source_sha256=sha256(path))
 

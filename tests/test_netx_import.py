@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 
 import h5py
+import shutil
+
 import numpy as np
 import pytest
 
@@ -303,8 +305,7 @@ def test_round_trip_conv(conv_graph, tmp_path):
     assert [r["type"] for r in g.notes["import"]["layers"]] == ["input", "conv", "conv", "flatten", "dense"]
     write_netx(g, tmp_path / "b.net")
     assert (tmp_path / "a.net").read_bytes() == (tmp_path / "b.net").read_bytes()
-    with pytest.raises(ModelFileError, match="no simulation/tSample"):
-        netx_import.to_graph(tmp_path / "a.net")
+    assert netx_import.to_graph(tmp_path / "a.net").steps == conv_graph.steps   # write_netx records them
 
 
 # ----------------------------------------------------------------------- (d) refusals
@@ -471,8 +472,8 @@ def test_cli_exports_runs_and_prices_a_netx_file(small_build, tmp_path, cli_inpr
 
     from ahsar_deploy import build as build_mod
     net = small_build / "model.net"
-    code, _, err = cli_inproc("export", net, "--data", "digits", "--steps", "8", "-o", tmp_path / "b", "-q")
-    assert code == 0, err
+    code, _, err = cli_inproc("export", net, "--data", "digits", "-o", tmp_path / "b", "-q")
+    assert code == 0, err     # the steps come from the file's simulation/tSample
     assert (tmp_path / "b" / "model.net").read_bytes() == net.read_bytes()
     q, _ = build_mod.load(tmp_path / "b")
     orig, _ = build_mod.load(small_build)
@@ -484,5 +485,12 @@ def test_cli_exports_runs_and_prices_a_netx_file(small_build, tmp_path, cli_inpr
     code, out, err = cli_inproc("energy", tmp_path / "b", "--backend", "emulator", "--samples", "20", "--json", "-q")
     assert code == 0 and json.loads(out)["total_j_per_inference"] > 0, err
     # a netx file without tSample and no spike data: one line asking for the steps
-    code, _, err = cli_inproc("export", net, "--data", "digits", "-o", tmp_path / "c")
+    import h5py
+    shutil.copy(net, tmp_path / "bare.net")
+    with h5py.File(tmp_path / "bare.net", "a") as f:
+        del f["simulation"]
+    code, _, err = cli_inproc("export", tmp_path / "bare.net", "--data", "digits", "-o", tmp_path / "c")
     assert code == 1 and "time steps" in err and len(err.strip().splitlines()) == 1, err
+    # and without any data: one line asking for them
+    code, _, err = cli_inproc("export", net, "-o", tmp_path / "d")
+    assert code == 1 and "no calibration data: pass --data" in err, err
