@@ -24,7 +24,7 @@ from . import data as datamod
 from . import interrupts
 from . import build as _build
 from .build import eval_inputs, load, load_predictions, load_source
-from .errors import BackendError, DatasetError
+from .errors import BackendError, DatasetError, DeployError, ModelFileError
 
 __all__ = ["export", "run", "energy", "inspect", "inputs"]
 log = logging.getLogger(__name__)
@@ -47,8 +47,28 @@ def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
     qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's
     flags (build.export). Raises DeployError subclasses (BuildError, DatasetError,
     ModelFileError, UnsupportedLayerError, TargetError, FidelityError) in one line."""
+    if not isinstance(model, (str, Path)) and type(model).__name__ != "NIRGraph":
+        raise ModelFileError(f"model: a {type(model).__name__}; pass a checkpoint or .nir/.net path, or a "
+                             f"nir.NIRGraph (a torch module: export it with its library's to_nir first)")
+    if not isinstance(out_dir, (str, Path)):
+        raise DeployError(f"out_dir: a {type(out_dir).__name__}; pass the build directory's path")
+    if calib is not None and not isinstance(calib, (str, Path, np.ndarray)):
+        calib = _array("calib", calib)
     return _build.export(model, target, out_dir, dataset=data, calib=calib, steps=steps, dt_s=dt,
                          progress=progress, **options)
+
+
+def _array(what: str, a) -> np.ndarray:
+    """An array-like (numpy, a CPU torch tensor, nested lists) as a numpy array; DatasetError if not."""
+    if hasattr(a, "detach"):   # torch.Tensor
+        a = a.detach().cpu().numpy()
+    try:
+        out = np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{what}: not an array ({type(a).__name__}: {e})") from None
+    if out.dtype.kind not in "biuf":
+        raise DatasetError(f"{what}: dtype {out.dtype} ({type(a).__name__}); expected numbers")
+    return out
 
 
 def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
@@ -57,11 +77,11 @@ def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     encoded as the build's model was trained), else the test split of data (a built-in
     name, an .npz file, a data.Dataset; default the build's dataset), its first `samples`.
     Returns (spikes (N, T, F) uint8, labels (N,) int64 or None, a name for the data)."""
-    graph, _ = load(build)
+    graph, _ = load(_build_path(build))
     if x is None:
         xs, y = eval_inputs(graph, data, samples)
         return xs, y, data.name if isinstance(data, datamod.Dataset) else str(data or graph.dataset)
-    x = np.asarray(x)
+    x = _array("x", x)
     if x.ndim == 2:
         if x.shape[1] != graph.n_inputs:
             raise DatasetError(f"x: shape {x.shape}; the build takes {graph.n_inputs} inputs per sample")
@@ -72,6 +92,13 @@ def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
         raise DatasetError(f"x: shape {x.shape}, dtype {x.dtype}; the build takes (N, {graph.steps}, "
                            f"{graph.n_inputs}) spikes of 0 and 1, or (N, {graph.n_inputs}) intensities")
     return np.asarray(x, dtype=np.uint8)[:samples], None, datamod.IN_MEMORY
+
+
+def _build_path(build) -> Path:
+    if not isinstance(build, (str, Path)):
+        raise DeployError(f"build: a {type(build).__name__}; pass a build directory (or a .net file) path "
+                          f"(export a model first: ad.export)")
+    return Path(build)
 
 
 def _data_id(name: str) -> str:
@@ -109,7 +136,7 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     energy_report.count; "source" and "reference" comparisons), also written to
     BUILD/run-BACKEND.json. Raises DeployError subclasses (BuildError, DatasetError,
     BackendError) in one line."""
-    if Path(build).suffix.lower() == ".net" and Path(build).is_file():   # a lava-dl netx network
+    if _build_path(build).suffix.lower() == ".net" and Path(build).is_file():   # a lava-dl netx network
         import tempfile
         with tempfile.TemporaryDirectory(prefix="ahsar-net-") as tmp:
             export(build, "loihi", Path(tmp) / "b", data=data, calib=None if data is not None else x,
@@ -123,8 +150,8 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     source = load_source(build, graph)
     xs, ys, name = inputs(build, x, data=data, samples=samples)
     if y is not None:
-        ys = np.asarray(y)
-        if ys.dtype.kind not in "iu" or ys.shape[0] < len(xs):
+        ys = _array("y", y)
+        if ys.dtype.kind not in "iu" or ys.ndim != 1 or ys.shape[0] < len(xs):
             raise DatasetError(f"y: dtype {ys.dtype}, shape {ys.shape}; expected ({len(xs)},) integer labels")
         ys = ys[:len(xs)].astype(np.int64)
         if len(ys) and (ys.min() < 0 or ys.max() >= graph.layers[-1].n_out):
@@ -215,12 +242,20 @@ def inspect(path, dt_s: float | None = None, tau_convention: str = "seconds") ->
     if not isinstance(path, (str, Path)) and type(path).__name__ == "NIRGraph":
         from exporters.nir_import import describe
         return describe(path, dt_s=dt_s, tau_convention=tau_convention)
+    if not isinstance(path, (str, Path)):
+        raise ModelFileError(f"inspect: a {type(path).__name__}; pass a path or a nir.NIRGraph")
     p = Path(path)
     if p.is_dir():
         return load(p)[1]
     if p.suffix.lower() == ".nir":
         from exporters.nir_import import describe
         return describe(p, dt_s=dt_s, tau_convention=tau_convention)
+    if p.suffix.lower() == ".net":
+        from exporters.netx_import import read_layers
+        layers, info = read_layers(p)
+        return {**{k: v for k, v in info.items() if k != "layers"}, "path": str(p),
+                "layers": [{"name": l.name, "kind": l.kind, "n_in": l.n_in, "n_out": l.n_out, "vth": l.vth,
+                            "i_decay": l.i_decay, "v_decay": l.v_decay} for l in layers]}
     from . import checkpoint
     ckpt = checkpoint.load(p)
     model = checkpoint.build_model(ckpt, where=str(p))

@@ -200,6 +200,10 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         steps = ds.steps if ds is not None else _calib_steps(calib)
     graph = import_graph(model, ds.name if ds is not None else None if calib is None else "", steps,
                          dt_s, nir_tau)
+    spike_data = (ds is not None and ds.steps is not None) or _calib_steps(calib) is not None
+    if encoding is not None and spike_data:
+        raise BuildError(f"--encoding {encoding}: the data are spikes already, fed as they are; "
+                         f"--encoding says how intensities become spikes")
     if encoding is not None and encoding != graph.encoding:
         if not nir:
             raise BuildError(f"{model}: trained with {graph.encoding} input coding; --encoding applies "

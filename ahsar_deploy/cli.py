@@ -131,6 +131,15 @@ def cmd_events(a) -> dict:
 
 def cmd_inspect(a) -> dict:
     p = Path(a.path)
+    if p.suffix.lower() == ".net" and p.is_file():
+        from .api import inspect
+        d = inspect(p)
+        lines = [f"lava-dl netx network {p}: input {tuple(d['input_shape'])}, {len(d['layers'])} layers, "
+                 f"{d['tSample'] or 'no'} steps recorded (simulation/tSample)"]
+        lines += [f"  {l['name']:<8} {l['kind']:<5} {l['n_in']:>6} -> {l['n_out']:<6} vth {l['vth']}  "
+                  f"i_decay {l['i_decay']} v_decay {l['v_decay']}" for l in d["layers"]]
+        print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
+        return d
     if p.suffix.lower() == ".nir" and not p.is_dir():
         from exporters.nir_import import describe
         d = describe(p, dt_s=a.dt, tau_convention=a.nir_tau)

@@ -357,6 +357,8 @@ def attach(model: nn.Module, layers: list[nn.Module | str] | None = None,
     Raises AttachError naming the layer and the fix (no spiking layer found, no threshold,
     threshold <= 0, a module not in the model, already attached).
     """
+    if not isinstance(model, nn.Module):
+        raise AttachError(f"attach: a {type(model).__name__}, not a torch.nn.Module; pass your network")
     named = list(model.named_modules())
     if layers is None:
         classes = _supported_classes()
@@ -404,6 +406,9 @@ def annotate_nir(graph, attached: Attached, node_names: dict[str, str] | None = 
     v_threshold is not the layer's regulated threshold (exported before detach() or from
     another model state).
     """
+    if not isinstance(attached, Attached) or not hasattr(graph, "nodes"):
+        raise AttachError(f"annotate_nir(graph, attached): got a {type(graph).__name__} and a "
+                          f"{type(attached).__name__}; pass the nir.NIRGraph and what attach() returned")
     node_names = node_names or {}
     for layer in attached.summary():
         key = node_names.get(layer.name, layer.name)

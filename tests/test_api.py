@@ -74,3 +74,25 @@ def test_inspect_an_in_memory_graph_and_export_into_an_empty_directory(tmp_path)
     assert ad.export(g, "loihi", tmp_path / "empty", calib=x_cal)["steps"] == 6
     with pytest.raises(ad.DeployError, match="exists; pass --force"):
         ad.export(g, "loihi", tmp_path / "empty", calib=x_cal)
+
+
+@pytest.mark.parametrize("call,want", [
+    (lambda b: ad.export(None, "loihi", b), "model: a NoneType"),
+    (lambda b: ad.export(_graph(np.random.default_rng(0)), "loihi", None), "out_dir: a NoneType"),
+    (lambda b: ad.export(_graph(np.random.default_rng(0)), "loihi", b, calib=[["a"]]), "calib: dtype"),
+    (lambda b: ad.run(3), "build: a int"),
+    (lambda b: ad.inspect(None), "inspect: a NoneType"),
+    (lambda b: ad.attach(3), "attach: a int"),
+    (lambda b: ad.annotate_nir(None, 3), "annotate_nir(graph, attached)"),
+])
+def test_wrong_argument_types_are_one_line_deploy_errors(call, want, tmp_path):
+    with pytest.raises(ad.DeployError, match=want.replace("(", r"\(").replace(")", r"\)")) as e:
+        call(tmp_path / "b")
+    assert "\n" not in str(e.value)
+
+
+def test_calibration_as_a_torch_tensor(tmp_path):
+    import torch
+    x = data.encode(data.load("digits").train.x[:40], 6, "rate")
+    m = ad.export(_graph(np.random.default_rng(4)), "loihi", tmp_path / "b", calib=torch.from_numpy(x))
+    assert m["steps"] == 6

@@ -135,6 +135,9 @@ def test_nir_graph_calibrates_from_a_calibration_file_alone(tmp_path, cli_inproc
     assert c["validation_accuracy"]["float"] is None and c["validation_samples"] is None
     code, _, err = cli_inproc("run", tmp_path / "b", "--backend", "emulator")
     assert code == 1 and "pass --data" in err, err
+    code, _, err = cli_inproc("export", tmp_path / "cnn.nir", "--calib", tmp_path / "cal.npy", "--encoding",
+                              "latency", "-o", tmp_path / "c")
+    assert code == 1 and "the data are spikes already" in err and not (tmp_path / "c").exists(), err
 
 
 def test_training_on_a_file_matches_the_built_in_dataset(tmp_path):
