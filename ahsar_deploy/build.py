@@ -132,9 +132,10 @@ def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
         raise DatasetError(f"{what}: runs {graph.steps} time steps, the spikes in {ds.name} have {ds.steps}")
     classes = graph.layers[-1].n_out
     top = max(int(sp.y.max(initial=0)) for sp in (ds.train, ds.val, ds.test))
-    if top >= classes:
-        raise DatasetError(f"{what}: {classes} output neurons (classes 0..{classes - 1}), but {ds.name} has "
-                           f"label {top}; labels must be the class indices the network outputs")
+    if top >= classes:   # spikes still mean something; accuracies do not
+        log.warning("warning: %s: %d output neurons (classes 0..%d), but %s has label %d: the accuracies "
+                    "reported are meaningless; labels must be the class indices the network outputs",
+                    what, classes, classes - 1, ds.name, top)
 
 
 def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.ndarray:
@@ -225,7 +226,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if calib is None:
         x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
-        if len(x_cal) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
+        if len(ds.train.y) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
             log.warning("warning: %s has %d training and %d validation samples; calibration and the choice "
                         "of QAT / refit on fewer than %d are unreliable: give more data", ds.name,
                         len(ds.train.y), len(ds.val.y), MIN_SAMPLES)

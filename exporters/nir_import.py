@@ -693,9 +693,8 @@ def to_graph(path: str | Path, dataset: str | None = None, steps: int | None = N
     if dt_s is None and ours:
         dt_s = _own_meta(meta, "dt_s", float, path)     # else None: from_graph infers or defaults
     if dataset is None or steps is None:
-        raise ModelFileError(f"{path}: a NIR graph carries no time steps" + (" or data" if dataset is None else "")
-                             + ": pass --steps" + (" and --data (or --calib)" if dataset is None else "")
-                             + "; spike data set the steps themselves")
+        raise ModelFileError(f"{path}: a NIR graph carries no dataset or time steps; pass --data and --steps "
+                             "for calibration (or --calib; spike data set the steps themselves)")
     return from_graph(g, dataset=dataset, steps=steps, dt_s=dt_s, tau_convention=tau_convention,
                       where=str(path), source_sha256=sha256(path))
 
