@@ -47,7 +47,7 @@ def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
     qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's
     flags (build.export). Raises DeployError subclasses (BuildError, DatasetError,
     ModelFileError, UnsupportedLayerError, TargetError, FidelityError) in one line."""
-    if not isinstance(model, (str, Path)) and type(model).__name__ != "NIRGraph":
+    if not isinstance(model, (str, Path)) and not _build._in_memory_nir(model):
         raise ModelFileError(f"model: a {type(model).__name__}; pass a checkpoint or .nir/.net path, or a "
                              f"nir.NIRGraph (a torch module: export it with its library's to_nir first)")
     if not isinstance(out_dir, (str, Path)):
@@ -239,7 +239,7 @@ def inspect(path, dt_s: float | None = None, tau_convention: str = "seconds") ->
     export takes them); a build directory -> its manifest; a checkpoint -> method, layer
     sizes, dataset, steps, thresholds (mean per layer), test accuracy and rates.
     Raises DeployError subclasses in one line."""
-    if not isinstance(path, (str, Path)) and type(path).__name__ == "NIRGraph":
+    if _build._in_memory_nir(path):
         from exporters.nir_import import describe
         return describe(path, dt_s=dt_s, tau_convention=tau_convention)
     if not isinstance(path, (str, Path)):

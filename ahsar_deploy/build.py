@@ -197,12 +197,12 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     ds = None if dataset is None else data.load(dataset)
     nir = _in_memory_nir(model) or Path(model).suffix.lower() == ".nir"
     netx = not nir and Path(model).suffix.lower() == ".net"
+    calib_steps = _calib_steps(calib)   # None unless calib holds (N, T, F) spikes
     if (nir or netx) and steps is None:   # spike data set the time steps themselves
-        steps = ds.steps if ds is not None else _calib_steps(calib)
-    graph = import_graph(model, ds.name if ds is not None else None if calib is None else "", steps,
-                         dt_s, nir_tau)
-    spike_data = (ds is not None and ds.steps is not None) or _calib_steps(calib) is not None
-    if encoding is not None and spike_data:
+        steps = ds.steps if ds is not None else calib_steps
+    name = ds.name if ds is not None else "" if calib is not None else None   # "": calibration data only
+    graph = import_graph(model, name, steps, dt_s, nir_tau)
+    if encoding is not None and ((ds is not None and ds.steps is not None) or calib_steps is not None):
         raise BuildError(f"--encoding {encoding}: the data are spikes already, fed as they are; "
                          f"--encoding says how intensities become spikes")
     if encoding is not None and encoding != graph.encoding:
@@ -230,13 +230,11 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             log.warning("warning: %s has %d training and %d validation samples; calibration and the choice "
                         "of QAT / refit on fewer than %d are unreliable: give more data", ds.name,
                         len(ds.train.y), len(ds.val.y), MIN_SAMPLES)
-    elif isinstance(calib, np.ndarray):
-        x_cal = load_calibration(calib, graph, calib_samples)
-        cal_source = {"split": f"array[:{len(x_cal)}]"}
     else:
         x_cal = load_calibration(calib, graph, calib_samples)
-        cal_source = {"split": f"file[:{len(x_cal)}]",
-                      "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}}
+        cal_source = ({"split": f"array[:{len(x_cal)}]"} if isinstance(calib, np.ndarray) else
+                      {"split": f"file[:{len(x_cal)}]",
+                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}})
     if graph.quantized:   # a netx network is on the chip's grid already: deployed as it is
         log.info("%s holds an integer network: deployed as it is (no calibration, QAT or refit); the "
                  "fidelity pass compares it with its exact float model", _source_name(model))

@@ -392,6 +392,16 @@ def _layer_type(f: h5py.File, i: int, where: str) -> tuple[h5py.Group, str]:
     return g, _string(g, "type", where, i, None)
 
 
+def _plain_synapses(g: h5py.Group, where: str, i: int, t: str) -> None:
+    """Refuse what a dense or conv layer may hold beyond plain weights: delays, recurrent
+    or complex weights."""
+    for key in ("delay", "weight_rec"):
+        if key in g:
+            _fail(where, i, t, key, "synaptic delays" if key == "delay" else "recurrent weights")
+    if isinstance(g.get("weight"), h5py.Group):
+        _fail(where, i, t, "weight", "complex weights (weight/real, weight/imag)")
+
+
 def read_layers(path: str | Path, skip_input_neuron: bool = False) -> tuple[list[Layer], dict]:
     """Read a netx file into IR layers (quantized) and the import report.
 
@@ -482,11 +492,7 @@ def _read(f: h5py.File, where: str, skip_input_neuron: bool) -> tuple[list[Layer
             if prev == "conv" and not flatten:
                 _fail(where, i, t, "type", "a dense layer right after a conv layer: netx needs a flatten "
                       "layer between them", ModelFileError, False)
-            for key in ("delay", "weight_rec"):
-                if key in g:
-                    _fail(where, i, t, key, "synaptic delays" if key == "delay" else "recurrent weights")
-            if isinstance(g.get("weight"), h5py.Group):
-                _fail(where, i, t, "weight", "complex weights (weight/real, weight/imag)")
+            _plain_synapses(g, where, i, t)
             p = _neuron(g.get("neuron"), where, i, t)
             _no_bias(g, where, i, t, notes)
             n_out = math.prod(_shape(g, where, i, t, (1, 2, 3)))
@@ -515,11 +521,7 @@ def _read(f: h5py.File, where: str, skip_input_neuron: bool) -> tuple[list[Layer
             if shape is None or len(shape) != 3:
                 _fail(where, i, t, "type", "a conv layer without a (C, H, W) input: netx takes it from "
                       "the conv before or from an input layer's 3-d shape", ModelFileError, False)
-            for key in ("delay", "weight_rec"):
-                if key in g:
-                    _fail(where, i, t, key, "synaptic delays" if key == "delay" else "recurrent weights")
-            if isinstance(g.get("weight"), h5py.Group):
-                _fail(where, i, t, "weight", "complex weights (weight/real, weight/imag)")
+            _plain_synapses(g, where, i, t)
             if "neuron" not in g:
                 _fail(where, i, t, "neuron", "missing (netx requires a neuron group on a conv layer)",
                       ModelFileError, False)
