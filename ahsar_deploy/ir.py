@@ -45,6 +45,13 @@ class Layer:
     in_shape: tuple[int, int, int] | None = None   # conv: (C, H, W) of the layer input
     stride: tuple[int, int] = (1, 1)               # conv: (H, W)
     padding: tuple[int, int] = (0, 0)              # conv: (H, W), zeros
+    # dense only: weights (n_out, n_out) from this layer's own spikes at step t-1 into
+    # its current at step t, u[t] = du*u[t-1] + W x[t] + R s[t-1]; same units and
+    # weight_exp as weight. None: no recurrent connection.
+    recurrent: np.ndarray | None = None
+    # per neuron (n_out,), added to v every step, v[t] = dv*v[t-1] + u[t] + b (Loihi's
+    # neuron bias); in the layer's float units, or integer units once quantized. None: 0.
+    bias: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
