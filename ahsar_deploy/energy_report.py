@@ -16,15 +16,20 @@ bit-exact emulator, never the training model), summed over samples:
 
 NeuroBench metrics (Yik et al., Nat Commun 16:1545, 2025; ../shared/HARDWARE.md
 section 5), on the deployed integer network:
-- activation_sparsity: zero outputs / all outputs of every spiking layer, over steps
+Names as the `neurobench` package (2.3) reports them (tests/test_neurobench.py checks the
+values against its own implementation on the same network and spikes):
+- ActivationSparsity: zero outputs / all outputs of every spiking layer, over steps
   and samples;
-- synaptic_operations: per inference, effective ACs (binarized inputs x binarized
-  weights, summed; inputs are spikes so all are ACs, no MACs) and dense (all-ones
-  inputs and weights: n_in x n_out per layer and step); bias is absent;
-- footprint_bytes: sum of numel x element size of the parameters and buffers: weights at
-  the target's weight width in whole bytes, per layer vth (4 B) and two decays (2 B
-  each); footprint_float32_bytes is the same parameters as float32;
-- connection_sparsity: zero weights / all weights, round(., 4).
+- SynapticOperations: per inference, Effective_ACs (binarized inputs x binarized
+  weights, summed; inputs are spikes so all are ACs, Effective_MACs 0) and Dense (all-ones
+  inputs and weights, per layer and step: n_in x n_out for dense; for conv the kernel taps
+  that land on the input, not on its zero padding, as NeuroBench runs the layer itself);
+  bias is absent;
+- Footprint: bytes of the deployed parameters: weights at the target's weight width in
+  whole bytes, per layer vth (4 B) and two decays (2 B each); Footprint_float32 is the same
+  parameters as float32 (NeuroBench on a torch copy counts these plus the neuron
+  library's own buffers);
+- ConnectionSparsity: zero weights / all weights, round(., 4).
 
 Energy = sum over operations of count x the target's energy per operation
 (hw_targets/); a chip whose synapses skip zero weights (TrueNorth's crossbar) is
@@ -115,29 +120,6 @@ def _row(layer, step: dict, samples: int) -> dict:
             "rate": sum(step["spikes"]) / (n * len(step["spikes"]) * samples), "per_step": step}
 
 
-def counters_from_json(rows, graph: DeployGraph, samples: int) -> list[dict]:
-    """The counters of `count`, rebuilt from the per-step counts a saved run holds
-    (run-BACKEND.json: untrusted, so totals are recomputed, never read).
-
-    Raises ValueError naming the first layer and field that do not fit the build."""
-    if not isinstance(rows, list) or len(rows) != len(graph.layers):
-        raise ValueError(f"counters: expected a list of {len(graph.layers)} layers")
-    out = []
-    for layer, r in zip(graph.layers, rows):
-        ps = r.get("per_step") if isinstance(r, dict) else None
-        if not isinstance(ps, dict):
-            raise ValueError(f"{layer.name}: no per-step counts")
-        for k in STEP_KEYS:
-            v = ps.get(k)
-            if not (isinstance(v, list) and len(v) == graph.steps
-                    and all(type(c) is int and c >= 0 for c in v)):
-                raise ValueError(f"{layer.name}: per_step.{k} is not {graph.steps} non-negative integers")
-        if max(ps["spikes"]) > layer.n_out * samples:
-            raise ValueError(f"{layer.name}: more spikes in a step than {layer.n_out} neurons x {samples} samples")
-        out.append(_row(layer, {k: ps[k] for k in STEP_KEYS}, samples))
-    return out
-
-
 def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
     """NeuroBench's static and workload metrics of the deployed network (see module doc)."""
     outputs = sum(l.n_out * graph.steps * samples for l in graph.layers)
@@ -145,14 +127,15 @@ def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -
     n_w = sum(w.size for w in weights)
     w_bytes = math.ceil(target.weight_bits / 8)
     return {
-        "activation_sparsity": 1 - sum(c["spikes"] for c in counters) / outputs,
-        "synaptic_operations": {
-            "effective_acs": sum(c["synaptic_ops_nonzero"] for c in counters) / samples,
-            "effective_macs": 0.0,
-            "dense": sum(macs(l) for l in graph.layers) * graph.steps},
-        "footprint_bytes": n_w * w_bytes + len(graph.layers) * (4 + 2 + 2),
-        "footprint_float32_bytes": 4 * (n_w + 3 * len(graph.layers)),
-        "connection_sparsity": round(sum(int(np.count_nonzero(w == 0)) for w in weights) / n_w, 4),
+        "ActivationSparsity": 1 - sum(c["spikes"] for c in counters) / outputs,
+        "SynapticOperations": {
+            "Effective_ACs": sum(c["synaptic_ops_nonzero"] for c in counters) / samples,
+            "Effective_MACs": 0.0,
+            # all-ones inputs and weights: taps on a conv's zero padding do not count
+            "Dense": sum(l.synaptic_ops(np.ones((1, 1, l.n_in))) for l in graph.layers) * graph.steps},
+        "Footprint": n_w * w_bytes + len(graph.layers) * (4 + 2 + 2),
+        "Footprint_float32": 4 * (n_w + 3 * len(graph.layers)),
+        "ConnectionSparsity": round(sum(int(np.count_nonzero(w == 0)) for w in weights) / n_w, 4),
     }
 
 
@@ -254,10 +237,10 @@ def table(report: dict) -> str:
               f"({_nj(b['int8_sram_j'])} with weight reads), fp32 {_nj(b['fp32_j'])} nJ "
               f"({_nj(b['fp32_sram_j'])}) ({b['source']}); SNN / ANN int8 = "
               f"{report['snn_over_ann_int8']:.1f}",
-              f"NeuroBench: activation sparsity {nb['activation_sparsity']:.4f}, effective ACs "
-              f"{nb['synaptic_operations']['effective_acs']:.0f} (dense "
-              f"{nb['synaptic_operations']['dense']}), footprint {nb['footprint_bytes']} B, "
-              f"connection sparsity {nb['connection_sparsity']}"]
+              f"NeuroBench: activation sparsity {nb['ActivationSparsity']:.4f}, effective ACs "
+              f"{nb['SynapticOperations']['Effective_ACs']:.0f} (dense "
+              f"{nb['SynapticOperations']['Dense']}), footprint {nb['Footprint']} B, "
+              f"connection sparsity {nb['ConnectionSparsity']}"]
     if report.get("targets"):
         lines.append("all energy models (nJ per inference: operations / static / total):")
         for t in report["targets"]:
@@ -300,10 +283,10 @@ def markdown(report: dict) -> str:
             f"{report['snn_over_ann_int8']:.2f}.",
             "",
             "NeuroBench metrics: activation sparsity "
-            f"{nb['activation_sparsity']:.4f}; synaptic operations per inference: effective ACs "
-            f"{nb['synaptic_operations']['effective_acs']:.1f}, dense {nb['synaptic_operations']['dense']}; "
-            f"footprint {nb['footprint_bytes']} bytes ({nb['footprint_float32_bytes']} as float32); "
-            f"connection sparsity {nb['connection_sparsity']}."]
+            f"{nb['ActivationSparsity']:.4f}; synaptic operations per inference: effective ACs "
+            f"{nb['SynapticOperations']['Effective_ACs']:.1f}, dense {nb['SynapticOperations']['Dense']}; "
+            f"footprint {nb['Footprint']} bytes ({nb['Footprint_float32']} as float32); "
+            f"connection sparsity {nb['ConnectionSparsity']}."]
     if report.get("targets"):
         out += ["", "| energy model | dynamic nJ | static nJ | total nJ | note |", "|---|---|---|---|---|"]
         for t in report["targets"]:

@@ -86,10 +86,10 @@ def main() -> None:
     for label, g, n, acc, rep, per, secs in rows:
         nb = rep["neurobench"]
         print(f"\n{label}: {a.backend} run {secs:.2f} s; NeuroBench: activation sparsity "
-              f"{nb['activation_sparsity']:.4f}, effective ACs/inf "
-              f"{nb['synaptic_operations']['effective_acs']:,.0f} (dense "
-              f"{nb['synaptic_operations']['dense']:,}), footprint {nb['footprint_bytes']:,} B, "
-              f"connection sparsity {nb['connection_sparsity']}; Loihi cores {rep['cores']}")
+              f"{nb['ActivationSparsity']:.4f}, effective ACs/inf "
+              f"{nb['SynapticOperations']['Effective_ACs']:,.0f} (dense "
+              f"{nb['SynapticOperations']['Dense']:,}), footprint {nb['Footprint']:,} B, "
+              f"connection sparsity {nb['ConnectionSparsity']}; Loihi cores {rep['cores']}")
 
 
 if __name__ == "__main__":

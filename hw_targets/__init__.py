@@ -3,8 +3,7 @@ frozen dataclass with the same field names (grid, limits, energy, each number ci
 
 TARGETS: chips `ahsar-export --target` builds for (Lava fixed-point grid).
 ENERGY_MODELS: every chip `ahsar energy --target` can estimate, TARGETS included.
-SpiNNaker 2 has no entry: no per-operation energy of it is published
-(../shared/HARDWARE.md section 4).
+SpiNNaker and SpiNNaker 2 are energy models only (hw_targets/spinnaker.py).
 """
 from __future__ import annotations
 
@@ -12,10 +11,11 @@ from ahsar_deploy.errors import TargetError
 
 from .loihi import LOIHI, LoihiTarget
 from .loihi2 import LOIHI2, Loihi2Target
+from .spinnaker import SPINNAKER, SPINNAKER2, SpiNNakerTarget
 from .truenorth import TRUENORTH, TrueNorthTarget
 
 TARGETS = {t.name: t for t in (LOIHI, LOIHI2)}
-ENERGY_MODELS = {**TARGETS, TRUENORTH.name: TRUENORTH}
+ENERGY_MODELS = {**TARGETS, **{t.name: t for t in (TRUENORTH, SPINNAKER, SPINNAKER2)}}
 
 
 def get(name: str) -> LoihiTarget:
@@ -37,4 +37,5 @@ def energy_model(name: str):
 
 
 __all__ = ["TARGETS", "ENERGY_MODELS", "get", "energy_model", "LoihiTarget", "LOIHI",
-           "Loihi2Target", "LOIHI2", "TrueNorthTarget", "TRUENORTH"]
+           "Loihi2Target", "LOIHI2", "TrueNorthTarget", "TRUENORTH", "SpiNNakerTarget",
+           "SPINNAKER", "SPINNAKER2"]

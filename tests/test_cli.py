@@ -127,28 +127,35 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     assert not bad.exists()
 
 
-def test_damaged_cached_run_is_ignored_and_run_again(small_build, tmp_path, cli_inproc):
-    """`ahsar energy` reuses run-BACKEND.json only when it fits the build; a damaged or
-    forged one gets a warning and a new run (was exit 2), never a wrong estimate."""
+def test_damaged_spike_cache_is_ignored_and_run_again(small_build, tmp_path, cli_inproc):
+    """`ahsar energy` reuses spikes-BACKEND.npz only when it fits the build; a damaged or
+    forged one gets a warning and a new run, never a wrong estimate."""
+    import numpy as np
     out = tmp_path / "b"
     shutil.copytree(small_build, out)
     code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "20", "-q")
     assert code == 0, err
-    good = json.loads((out / "run-emulator.json").read_text())
+    cache = out / "spikes-emulator.npz"
+    with np.load(cache) as f:
+        good = {k: f[k] for k in f.files}
     _, stdout, _ = cli_inproc("energy", out, "--backend", "emulator", "--samples", "20", "--json", "-q")
     want = json.loads(stdout)["total_j_per_inference"]
     forged = [
-        {**good, "counters": 5},
-        {**good, "counters": good["counters"][:1]},
-        {**good, "counters": [{**c, "per_step": {**c["per_step"], "spikes": [-1] * 8}} for c in good["counters"]]},
-        {**good, "counters": [{**c, "spikes": 10 ** 9} for c in good["counters"]]},   # totals are recomputed
-        [1, 2, 3],
+        {**good, "keys": good["keys"].astype("S8")},                     # wrong key width
+        {**good, "layer0": good["layer0"][:, :1]},                       # too few steps
+        {k: v for k, v in good.items() if k != "layer1"},                # a layer missing
+        {**good, "layer9": good["layer0"]},                              # a layer too many
+        {**good, "layer0": good["layer0"].astype(np.int16)},             # not packed bits
     ]
     for bad in forged:
-        (out / "run-emulator.json").write_text(json.dumps(bad))
+        np.savez(cache, **bad)
         code, stdout, err = cli_inproc("energy", out, "--backend", "emulator", "--samples", "20", "--json")
         assert code == 0 and json.loads(stdout)["total_j_per_inference"] == want, err
-        assert ("warning: ignoring run-emulator.json" in err) == (bad is not forged[3]), err
+        assert "warning: ignoring spikes-emulator.npz" in err, err
+    cache.write_bytes(b"PK\x03\x04 not a zip")
+    code, stdout, err = cli_inproc("energy", out, "--backend", "emulator", "--samples", "20", "--json")
+    assert code == 0 and json.loads(stdout)["total_j_per_inference"] == want, err
+    assert "warning: ignoring spikes-emulator.npz" in err, err
 
 
 def test_run_compares_with_reference_predictions(small_build, tmp_path, cli_inproc):
@@ -221,16 +228,28 @@ def test_export_reports_source_versus_build_on_validation(small_build):
 
 
 def test_energy_without_backend_uses_the_cached_run_and_names_it(small_build, tmp_path, cli_inproc):
-    """No --backend: a cached emulator run of the same samples is priced (and named), no
-    Lava run starts; another sample count is a new run."""
+    """No --backend: the cached emulator spikes of the same samples are priced (the file
+    named), no Lava run starts; a subset comes from the cache too, and a superset runs only
+    the missing samples, with the same estimate as running them all afresh."""
     out = tmp_path / "b"
     shutil.copytree(small_build, out)
     code, stdout, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "25", "--json", "-q")
     assert code == 0, err
     acc = json.loads(stdout)["accuracy"]
     code, stdout, err = cli_inproc("energy", out, "--samples", "25", "--json", "-q")
-    assert code == 0 and "using spike counts of run-emulator.json (25 samples)" in err, err
+    assert code == 0 and "spikes of 25 samples: 25 from spikes-emulator.npz, 0 run on emulator" in err, err
     rep = json.loads(stdout)
     assert rep["backend"] == "emulator" and rep["accuracy"] == acc and rep["samples"] == 25
-    code, stdout, err = cli_inproc("energy", out, "--samples", "7", "--backend", "emulator", "--json", "-q")
-    assert code == 0 and "using spike counts" not in err and json.loads(stdout)["samples"] == 7, err
+    code, stdout, err = cli_inproc("energy", out, "--samples", "7", "--json", "-q")
+    assert code == 0 and "spikes of 7 samples: 7 from spikes-emulator.npz, 0 run on emulator" in err, err
+    assert json.loads(stdout)["samples"] == 7
+    code, stdout, err = cli_inproc("energy", out, "--samples", "40", "--backend", "emulator", "--json", "-q")
+    assert code == 0 and "spikes of 40 samples: 25 from spikes-emulator.npz, 15 run on emulator" in err, err
+    merged = json.loads(stdout)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(small_build, fresh)
+    code, stdout, err = cli_inproc("energy", fresh, "--samples", "40", "--backend", "emulator", "--json", "-q")
+    assert code == 0 and "0 from no cache, 40 run on emulator" in err, err
+    assert json.loads(stdout)["layers"] == merged["layers"] and json.loads(stdout)["accuracy"] == merged["accuracy"]
+    code, stdout, err = cli_inproc("energy", out, "--samples", "40", "--json", "-q")   # now all cached
+    assert code == 0 and "40 from spikes-emulator.npz, 0 run" in err, err

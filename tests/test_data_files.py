@@ -106,7 +106,7 @@ def test_nmnist_shaped_cnn_deploys_runs_and_prices_from_a_spike_file(tmp_path, c
     code, stdout, err = cli_inproc("energy", tmp_path / "b", "--backend", "emulator", "--data",
                                    tmp_path / "nmnist.npz", "--json", "-q")
     assert code == 0 and json.loads(stdout)["total_j_per_inference"] > 0, err
-    assert "using spike counts of run-emulator.json (10 samples)" in err
+    assert "spikes of 10 samples: 10 from spikes-emulator.npz, 0 run on emulator" in err
     w = rng.normal(0, 0.05, (10, 2 * 34 * 34))     # and a dense graph on the same file
     nir.write(str(tmp_path / "dense.nir"), nir.NIRGraph(nodes={
         "input": nir.Input(input_type=np.array([2 * 34 * 34])), "fc": nir.Linear(weight=w),

@@ -7,7 +7,7 @@ from ahsar_deploy import emulator
 from ahsar_deploy.energy_report import compare_targets, count, estimate, neurobench
 from ahsar_deploy.ir import DeployGraph, Layer
 from exporters import lava
-from hw_targets import LOIHI, LOIHI2, TRUENORTH
+from hw_targets import LOIHI, LOIHI2, SPINNAKER, SPINNAKER2, TRUENORTH
 from hw_targets.cmos45 import BASELINE
 
 
@@ -40,7 +40,7 @@ def test_counts_and_energy_by_hand():
             + 12 * e["neuron_update_inactive"] + 1 * e["spike_in_tile"])
     assert abs(r["dynamic_j_per_inference"] - want) < 1e-24
     assert r["ann_baseline"]["macs"] == 2 * 3 + 3 * 2
-    assert r["neurobench"]["connection_sparsity"] == 1.0
+    assert r["neurobench"]["ConnectionSparsity"] == 1.0
 
 
 # A memoryless network: i_decay 4096 clears u every step and v_decay 4095 keeps
@@ -80,12 +80,12 @@ def test_emulator_counts_on_hand_network():
     _check_hand_counts(c)
 
     nb = neurobench(g, c, samples=1, target=LOIHI)
-    assert nb["activation_sparsity"] == 1 - 5 / 12       # 5 spikes of 3 neurons x 4 steps
-    assert nb["synaptic_operations"] == {"effective_acs": 12.0, "effective_macs": 0.0,
-                                         "dense": (3 * 2 + 2 * 1) * 4}
-    assert nb["footprint_bytes"] == 8 * 1 + 2 * 8        # 8 one-byte weights, 2 x (vth, du, dv)
-    assert nb["footprint_float32_bytes"] == 4 * (8 + 6)
-    assert nb["connection_sparsity"] == 0.25             # 2 zero weights of 8
+    assert nb["ActivationSparsity"] == 1 - 5 / 12       # 5 spikes of 3 neurons x 4 steps
+    assert nb["SynapticOperations"] == {"Effective_ACs": 12.0, "Effective_MACs": 0.0,
+                                         "Dense": (3 * 2 + 2 * 1) * 4}
+    assert nb["Footprint"] == 8 * 1 + 2 * 8        # 8 one-byte weights, 2 x (vth, du, dv)
+    assert nb["Footprint_float32"] == 4 * (8 + 6)
+    assert nb["ConnectionSparsity"] == 0.25             # 2 zero weights of 8
 
     r = estimate(g, c, samples=1, target=LOIHI)
     pj = 1e-12
@@ -108,7 +108,16 @@ def test_emulator_counts_on_hand_network():
     assert ann["int8_j"] == pytest.approx(8 * 0.23 * pj, rel=1e-12)
     assert ann["int8_sram_j"] == pytest.approx((8 * 0.23 + 10) * pj, rel=1e-12)    # one 64-bit read
     assert ann["fp32_sram_j"] == pytest.approx((8 * 4.6 + 4 * 10) * pj, rel=1e-12)
-    assert [t["target"] for t in compare_targets(g, c, 1)] == ["loihi", "loihi2", "truenorth"]
+    # SpiNNaker (Höppner 2019 via keras-spiking): every routed synaptic op, every neuron update
+    sp = estimate(g, c, 1, SPINNAKER)
+    assert sp["dynamic_j_per_inference"] == pytest.approx(16 * 13.3e-9 + 12 * 26e-9, rel=1e-12)
+    assert sp["total_j_per_inference"] == sp["dynamic_j_per_inference"] and not sp["total_includes_static"]
+    assert sp["latency_s_per_inference"] == pytest.approx(4e-3)                     # 4 steps of 1 ms
+    sp2 = estimate(g, c, 1, SPINNAKER2)
+    assert sp2["dynamic_j_per_inference"] == pytest.approx(16 * 450 * pj + 12 * 2.19e-9, rel=1e-12)
+    assert sp2["neurobench"]["Footprint"] == 8 * 2 + 2 * 8                    # 16-bit weights
+    assert [t["target"] for t in compare_targets(g, c, 1)] == ["loihi", "loihi2", "truenorth",
+                                                                "spinnaker", "spinnaker2"]
 
 
 def test_lava_counts_equal_emulator_counts_on_hand_network(tmp_path):
@@ -123,3 +132,40 @@ def test_ann_baseline_memory_sizes():
     assert BASELINE.weight_reads_j(8 * 1024, 1) == 1024 * 10e-12           # fits 8 KB
     assert BASELINE.weight_reads_j(8 * 1024 + 1, 1) == 1025 * 20e-12       # needs 32 KB
     assert BASELINE.weight_reads_j(2 ** 20 + 8, 1) == (2 ** 17 + 1) * 1.3e-9   # DRAM
+
+
+def test_conv_energy_by_hand():
+    """A 2x2 conv (2 channels, one zero tap each) on a 3x3 input, then a dense readout;
+    counts, every energy model and the NeuroBench figures worked out by hand."""
+    k = np.array([[[[1, 0], [1, 1]]], [[[0, 1], [1, 1]]]])         # (2, 1, 2, 2)
+    conv = Layer(name="c", weight=k, threshold=np.ones(2), i_decay=1, v_decay=0, kind="conv",
+                 in_shape=(1, 3, 3), vth=100000)                     # out (2, 2, 2); never spikes
+    dense = Layer(name="d", weight=np.ones((1, 8), int), threshold=np.ones(1), i_decay=1, v_decay=0, vth=1)
+    g = _graph(conv, dense, steps=2)
+    x = np.zeros((1, 2, 9), bool)
+    x[0, 0, 0] = 1          # step 0: corner pixel (0, 0), in window (0, 0) only, tap (0, 0)
+    x[0, 1, 4] = 1          # step 1: centre pixel, in all four windows, taps (1,1) (1,0) (0,1) (0,0)
+    spikes = emulator.run(g, x)
+    assert not any(s.any() for s in spikes)
+    c = count(g, x, spikes)
+    assert c[0]["per_step"]["synaptic_ops"] == [2 * 1, 2 * 4]        # routed: channels x windows
+    assert c[0]["per_step"]["synaptic_ops_nonzero"] == [1, 3 + 3]    # taps with a nonzero weight
+    assert (c[0]["updates_active"], c[0]["updates_inactive"]) == (16, 0)
+    assert (c[1]["synaptic_ops"], c[1]["updates_active"], c[1]["updates_inactive"]) == (0, 0, 2)
+    pj, ns = 1e-12, 1e-9
+    r = estimate(g, c, 1, LOIHI)
+    dynamic = (10 * 23.6 + 16 * 81 + 2 * 52) * pj
+    assert r["dynamic_j_per_inference"] == pytest.approx(dynamic, rel=1e-12)
+    # busiest core per step: conv 2 (then 8) ops x 3.5 ns + 8 active updates x 8.4 ns; dense 5.3 ns
+    assert r["time_per_step_s"] == pytest.approx((74.2 + 95.2) / 2 * ns, rel=1e-12)
+    assert r["latency_s_per_inference"] == pytest.approx(169.4 * ns, rel=1e-12)
+    assert r["total_j_per_inference"] == pytest.approx(dynamic + 0.104 * 169.4 * ns, rel=1e-12)
+    assert estimate(g, c, 1, TRUENORTH)["total_j_per_inference"] == pytest.approx(7 * 26 * pj, rel=1e-12)
+    assert estimate(g, c, 1, SPINNAKER)["dynamic_j_per_inference"] == pytest.approx((10 * 13.3 + 18 * 26) * ns,
+                                                                                   rel=1e-12)
+    assert estimate(g, c, 1, SPINNAKER2)["total_j_per_inference"] == pytest.approx(10 * 450 * pj + 18 * 2.19 * ns,
+                                                                                  rel=1e-12)
+    nb = r["neurobench"]
+    assert nb["SynapticOperations"] == {"Effective_ACs": 7.0, "Effective_MACs": 0.0, "Dense": (8 * 4 + 8) * 2}
+    assert nb["ActivationSparsity"] == 1.0 and nb["ConnectionSparsity"] == round(2 / 16, 4)
+    assert r["ann_baseline"]["macs"] == 8 * 4 + 8

@@ -26,6 +26,7 @@ import tempfile
 import time
 from contextlib import redirect_stderr
 
+import numpy as np
 import pytest
 
 from ahsar_deploy import checkpoint, interrupts
@@ -264,13 +265,16 @@ def test_lava_run_interrupted_anywhere(half, busy_cpus, small_build, tmp_path):
     result = build / "run-lava.json"
     names = sorted(os.listdir(build))
 
-    def whole():   # no run yet, or a complete result with the same predictions
+    def whole():   # no run yet (or only its complete spike cache), or a complete result
         if result.exists():
             got = json.loads(result.read_text())
             assert got["samples"] == 8 and len(got["predictions"]) == 8
-            assert sorted(os.listdir(build)) == sorted(names + ["run-lava.json"])
+            assert sorted(os.listdir(build)) == sorted(names + ["run-lava.json", "spikes-lava.npz"])
         else:
-            assert sorted(os.listdir(build)) == names
+            assert sorted(os.listdir(build)) in (names, sorted(names + ["spikes-lava.npz"]))
+        if (build / "spikes-lava.npz").exists():
+            with np.load(build / "spikes-lava.npz") as f:
+                assert f["keys"].shape == (8,)
 
     cmd = [str(BIN / "ahsar"), "run", str(build), "--backend", "lava", "--samples", "8", "-q"]
     codes, worst = _sweep(cmd, build, whole, half)

@@ -129,8 +129,9 @@ def test_sinabs_style_conv_graph_imports_exactly_and_lava_equals_emulator(tmp_pa
     rep = json.loads(r.stdout)      # conv priced like dense: counters x Loihi's energy per operation
     l0 = rep["layers"][0]
     assert l0["energy_j"]["synaptic_op"] == pytest.approx(l0["synaptic_ops"] * 23.6e-12 / 5, rel=1e-12)
-    # conv: 256 outputs x 9 taps; fc: 10 x 256 (the sum pool is fused into its weights)
-    assert rep["neurobench"]["synaptic_operations"]["dense"] == (4 * 8 * 8 * 9 + 10 * 256) * 8
+    # conv 3x3, padding 1 on 8x8: taps on the input per axis 2 + 6 x 3 + 2 = 22, so 4 channels
+    # x 22 x 22 (NeuroBench's all-ones input leaves the padding 0); fc: 10 x 256 (pool fused)
+    assert rep["neurobench"]["SynapticOperations"]["Dense"] == (4 * 22 * 22 + 10 * 256) * 8
 
 
 def test_snntorch_style_lif_maps_beta_to_decay():
