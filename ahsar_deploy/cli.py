@@ -1,4 +1,4 @@
-"""Command line: ahsar {train,export,run,energy,inspect}; ahsar-export = ahsar export.
+"""Command line: ahsar {train,export,run,energy,report,inspect,events}; ahsar-export = ahsar export.
 
 Errors print one line on stderr and exit 1; logs go to stderr; --json prints one JSON
 object on stdout. Ctrl-C and SIGTERM print one line and exit 130 / 143 (interrupts.py).
@@ -108,6 +108,25 @@ def cmd_energy(a) -> dict:
     if a.check and failed:
         raise DeployError(f"sparsity check failed for {', '.join(failed)} (see energy.json)")
     return report
+
+
+def cmd_report(a) -> dict:
+    import subprocess
+
+    from .errors import DeployError
+    from .report import screenshot, write
+    out = write(a.build, a.output, sample=a.sample)
+    print(out, file=sys.stderr if a.json else sys.stdout)
+    if a.png:
+        try:
+            screenshot(out, a.png)
+        except FileNotFoundError as e:
+            raise DeployError(f"--png: {e}") from None
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise DeployError(f"--png: Chromium failed to render {out} ({type(e).__name__}); open the HTML file "
+                              f"in a browser instead") from None
+        print(a.png, file=sys.stderr if a.json else sys.stdout)
+    return {"report": str(out), "png": a.png}
 
 
 def cmd_events(a) -> dict:
@@ -307,11 +326,20 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
     _run_args(p, backend=None)
     p.add_argument("--target", default=None,
-                   help="energy model: loihi, loihi2 (estimate), truenorth (default: the build's target)")
+                   help="energy model: loihi, loihi2 (estimate), truenorth, spinnaker, spinnaker2 (default: the build's target)")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
     p.set_defaults(fn=cmd_energy)
+    p = sub.add_parser("report", help="write BUILD/report.html: model, calibration, accuracy per backend, "
+                                      "rates, energy per chip, a spike raster (one self-contained page)")
+    p.add_argument("build", help="build directory written by ahsar-export")
+    p.add_argument("-o", "--output", default=None, help="HTML file to write (default BUILD/report.html)")
+    p.add_argument("--sample", type=int, default=0, help="cached sample whose spikes the raster shows (default 0)")
+    p.add_argument("--png", default=None, metavar="FILE.png",
+                   help="also render the page to a PNG screenshot with headless Chromium")
+    _common(p)
+    p.set_defaults(fn=cmd_report)
     p = sub.add_parser("events", help="bin event streams (x, y, t, p) into a spike data file with tonic")
     p.add_argument("events", help=".npz with events, offsets, y (or events_train, offsets_train, y_train, "
                                   "events_test, ...): events a structured array x, y, t (us), p")
