@@ -74,6 +74,7 @@ demo: install
 	$(BIN)/ahsar-export $(BUILD)/model.pt --target loihi -o $(BUILD)/loihi --force
 	$(BIN)/ahsar run $(BUILD)/loihi --backend lava --data digits --samples $(SAMPLES)
 	$(BIN)/ahsar energy $(BUILD)/loihi --data digits --samples $(SAMPLES)
+	@$(BIN)/ahsar report $(BUILD)/loihi | sed 's/^/report: /'
 
 # Four pytest workers on 2 cores: most of the suite's time is processes starting torch and
 # Lava, or tests waiting for them; four keep both cores busy while others wait.

@@ -191,11 +191,12 @@ def _load_cache(build, backend: str, graph) -> "runs.Cache | None":
         return None
 
 
-def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, new_run: str, timeout: float,
+def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: float,
                    progress: bool) -> tuple[list[np.ndarray], str]:
     """Per-layer spikes (N, T, n_l) bool of xs: the samples BUILD/spikes-BACKEND.npz holds
     (backend None: Lava's cache, else the emulator's, whichever holds more of them), the
-    others run on that backend (new_run when nothing is cached) and added to its cache.
+    others run on that backend (the emulator, bit-exact with Lava, when nothing is cached)
+    and added to its cache.
     Returns (spikes, the backend they came from); the log names the file and the counts."""
     keys = runs.sample_keys(xs)
     best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
@@ -206,7 +207,7 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, new_run: s
             best, cache, rows = b, c, r
         if (r >= 0).all():
             break
-    backend = best or backend or new_run
+    backend = best or backend or "emulator"
     hit, missing = rows >= 0, np.flatnonzero(rows < 0)
     spikes = [np.zeros((len(xs), graph.steps, l.n_out), dtype=bool) for l in graph.layers]
     for s, c in zip(spikes, cache.spikes if cache is not None else []):
@@ -223,12 +224,12 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, new_run: s
 
 def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
            samples: int | None = None, backend: str | None = None, target: str | None = None,
-           timeout: float = 1800, progress: bool = False, new_run: str = "emulator") -> dict:
+           timeout: float = 1800, progress: bool = False) -> dict:
     """Energy per inference from the spikes the target produced (energy_report.py), over
     the same inputs as run() takes. Samples already in the build's spike cache
     (BUILD/spikes-BACKEND.npz, runs.py; backend None: Lava's, else the emulator's) are
-    reused, only the others run (on `backend`, or the cache's, or `new_run` when nothing
-    is cached; the CLI says lava) and join the cache; the log names the file and counts.
+    reused, only the others run (on `backend`, or the cache's, or the emulator, bit-exact
+    with Lava, when nothing is cached) and join the cache; the log names the file and counts.
     A network the energy model cannot map is refused before anything runs. target:
     energy model (default the build's). Writes energy.json, energy.md, energy.png into
     the build (for another target than the build's: energy-TARGET.json, .md, .png, so no
@@ -242,7 +243,7 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     model = hw_targets.energy_model(target or graph.target)
     map_layers(graph, model)   # refuse what the chip cannot hold before running anything
     xs, ys, _ = inputs(build, x, data=data, samples=samples)
-    spikes, backend = _cached_spikes(build, graph, xs, backend, new_run, timeout, progress)
+    spikes, backend = _cached_spikes(build, graph, xs, backend, timeout, progress)
     counters = count(graph, xs, spikes)
     accuracy = None if ys is None else float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
     report = estimate(graph, counters, len(xs), model)

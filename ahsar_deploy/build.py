@@ -41,7 +41,7 @@ def _layer_manifest(l: Layer) -> dict:
          "vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
          "i_decay": l.i_decay, "v_decay": l.v_decay, "du": l.i_decay - 1, "dv": l.v_decay,
          "reset": l.reset, "scale": l.scale, "regulated": l.regulated,
-         "train_rate": l.train_rate}
+         "train_rate": l.train_rate, "recurrent": l.recurrent is not None, "bias": l.bias is not None}
     if l.kind == "conv":
         m.update({"in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
                   "kernel": list(l.weight.shape[2:]), "stride": list(l.stride),
@@ -216,6 +216,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"{_source_name(model)}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
     check_size(graph, target)
+    nir_exporter.check_exportable(graph)   # e.g. a bias model.nir cannot hold: refused before calibration
     folded = fold(graph)
     if ds is None and graph.dataset and graph.dataset != data.IN_MEMORY:
         ds = data.load(graph.dataset)
@@ -278,7 +279,9 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         acc["qat"] = acc_of(q2, True, "qat")
         if acc["qat"] > best_acc:
             folded, qgraph, reports, chosen, best_acc = tuned, q2, r2, "qat", acc["qat"]
-    if refit and len(folded.layers) > 1 and val_y is not None:
+    if refit and len(folded.layers) > 1 and val_y is not None and folded.layers[-1].recurrent is not None:
+        log.info("readout refit skipped: the readout %s is recurrent (passes/refit.py)", folded.layers[-1].name)
+    elif refit and len(folded.layers) > 1 and val_y is not None:
         from .passes.refit import refit_readout
         refolded = refit_readout(folded, qgraph, x_cal)
         try:
@@ -426,7 +429,7 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
         layers = []
         with h5py.File(b / "model.net", "r") as f:
             groups = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
-            groups = [g for g in groups if g["type"][0] in (b"dense", b"conv")]  # not input/flatten
+            groups = [g for g in groups if g["type"][0] in (b"dense", b"dense_rec", b"conv")]  # not input/flatten
             if len(groups) != len(m["layers"]):
                 raise ValueError(f"model.net has {len(groups)} layers, manifest {len(m['layers'])}")
             for g, lm in zip(groups, m["layers"]):
@@ -434,6 +437,9 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
                 conv = lm.get("kind", "dense") == "conv"
                 extra = {"kind": "conv", "in_shape": tuple(lm["in_shape"]), "stride": tuple(lm["stride"]),
                          "padding": tuple(lm["padding"])} if conv else {}
+                for key, field in (("weight_rec", "recurrent"), ("bias", "bias")):
+                    if key in g:
+                        extra[field] = g[key][()].astype(np.int64)
                 layers.append(Layer(
                     name=lm["name"], weight=w, threshold=np.ones(w.shape[0]),
                     i_decay=int(lm["i_decay"]), v_decay=int(lm["v_decay"]),
@@ -451,13 +457,16 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
 
 def write_source(graph: DeployGraph, path: Path) -> None:
     """The float source model, for `ahsar run` to compare the build with: per layer i,
-    weight_<i> (the layer's weight shape; float32 where that is exact, else float64) and
-    threshold_<i> (channels,) float64, in an .npz (no pickled objects). Kinds, shapes and
-    decays are the build's own (manifest.json)."""
+    weight_<i> (the layer's weight shape; float32 where that is exact, else float64),
+    threshold_<i> (channels,) float64, and where the layer has them recurrent_<i>
+    (n_out, n_out) and bias_<i> (n_out,) (float32 where exact), in an .npz (no pickled
+    objects). Kinds, shapes and decays are the build's own (manifest.json)."""
     arrays = {}
     for i, l in enumerate(graph.layers):
-        w = np.asarray(l.weight, dtype=np.float64)
-        arrays[f"weight_{i}"] = w.astype(np.float32) if np.array_equal(w.astype(np.float32), w) else w
+        for key, a in (("weight", l.weight), ("recurrent", l.recurrent), ("bias", l.bias)):
+            if a is not None:
+                a = np.asarray(a, dtype=np.float64)
+                arrays[f"{key}_{i}"] = a.astype(np.float32) if np.array_equal(a.astype(np.float32), a) else a
         arrays[f"threshold_{i}"] = np.asarray(l.threshold, dtype=np.float64)
     # np.savez stamps each member with the current time: a fixed stamp keeps builds identical
     with zipfile.ZipFile(path, "w") as z:
@@ -486,7 +495,16 @@ def load_source(build_dir: str | Path, graph: DeployGraph) -> DeployGraph | None
                                      f"{l.weight.shape}, ({l.channels},)")
                 if not (np.isfinite(w).all() and np.isfinite(th).all() and (th > 0).all()):
                     raise ValueError(f"{l.name}: non-finite weights or thresholds not above 0")
-                layers.append(l.with_(weight=w, threshold=th, vth=None, weight_exp=0, scale=None))
+                extra = {}
+                for key, ref in (("recurrent", l.recurrent), ("bias", l.bias)):
+                    if (ref is None) != (f"{key}_{i}" not in z.files):
+                        raise ValueError(f"{l.name}: {key} in the build and the source model differ")
+                    if ref is not None:
+                        a = np.asarray(z[f"{key}_{i}"], dtype=np.float64)
+                        if a.shape != np.shape(ref) or not np.isfinite(a).all():
+                            raise ValueError(f"{l.name}: {key} {a.shape}, the build has {np.shape(ref)}")
+                        extra[key] = a
+                layers.append(l.with_(weight=w, threshold=th, vth=None, weight_exp=0, scale=None, **extra))
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise BuildError(f"{p}: damaged ({' '.join(str(e).split())[:160]}); export the build again") from None
     return graph.with_(layers=tuple(layers), target=None)

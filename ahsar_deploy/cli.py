@@ -98,7 +98,7 @@ def cmd_energy(a) -> dict:
     from .energy_report import table
     from .errors import DeployError
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
-                    timeout=a.timeout, progress=not a.quiet, new_run="lava")
+                    timeout=a.timeout, progress=not a.quiet)
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:
@@ -263,7 +263,8 @@ def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava") -> None:
     p.add_argument("build", help="build directory written by ahsar-export (run: or a lava-dl netx .net file)")
     p.add_argument("--backend", default=backend, help="lava (Loihi simulation), emulator (bit-exact integer) or "
                    "norse (float reference from model.nir); " + ("default lava" if backend else
-                   "default: a cached lava or emulator run of the same samples, else a new lava run"))
+                   "default: the samples cached by earlier lava or emulator runs, the rest on the emulator, "
+                   "which is bit-exact with Lava"))
     p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
                    help="test data: a built-in name or an .npz file (default: the build's dataset)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")

@@ -10,6 +10,26 @@ Conv layers (Lava's Conv process, lava/proc/conv/models.py PyConvModelFixed): th
 synaptic input is torch's conv2d of the spikes, computed in float64 (exact: integer
 sums far below 2**53), wrapped to signed 24 bits as Lava's conv output is, then << 6.
 Conv ignores weight_exp in Lava, so a conv layer must have weight_exp 0 (passes/check.py).
+
+Recurrent weights R and biases b (Layer.recurrent, Layer.bias), per step t:
+    u[t] = du*u[t-1] + W x[t] + R s[t-1],   v[t] = dv*v[t-1] + u[t] + b,   s[-1] = 0.
+R s[t-1]: the layer's spike at step t-1 reaches its own current at step t, one step
+later, as a feed-forward spike reaches the next layer. In Lava, netx's RecurrentDense
+(lava-dl src/lava/lib/dl/netx/blocks/process.py) connects neuron.s_out -> synapse_rec.s_in
+and synapse_rec.a_out -> neuron.a_in, and a Dense sends, in each step, the a_buff it
+accumulated in the step before, before it receives that step's spikes
+(lava/proc/dense/models.py AbstractPyDenseModelBitAcc.run_spk: `self.a_out.send(self.a_buff)`,
+then `s_in = self.s_in.recv()`): so LIF receives R s[t-1] at t. The LIF's a_in sums
+both Dense outputs (lava/magma/core/model/py/ports.py PyInPortVectorDense.recv), each
+already shifted by the layer's one weight_exp (netx hdf5.py create_dense optimises
+weight and weight_rec together), then shifts the sum << 6.
+Bias, integer: Lava's LIF adds effective_bias = bias_mant << bias_exp to v, after the
+decay and u, before the 24-bit clip (lava/proc/lif/models.py AbstractPyLifModelFixed
+scale_bias and subthr_dynamics: `decayed_volt + self.u + self.effective_bias`); netx
+loads a layer's `bias` as bias_mant with bias_exp = 6 (netx/hdf5.py get_neuron_params),
+so an integer Layer.bias is in weight units, the units of W x, and enters v as b << 6.
+netx's LIFReset zeroes u and v per sample but not a recurrent Dense's a_buff:
+exporters/lava.py clears it at each sample's first step, so s[-1] = 0 holds there too.
 """
 from __future__ import annotations
 
@@ -50,13 +70,16 @@ def layer_float(layer: Layer, x: np.ndarray, ranges: dict | None = None) -> np.n
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
     th = layer.neuron_thresholds()
+    rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
+    bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
     u = np.zeros(cur[:, 0].shape)
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
+    s = np.zeros(u.shape, dtype=bool)
     for t in range(cur.shape[1]):
         interrupts.check()
-        u = du * u + cur[:, t]
-        v = dv * v + u
+        u = du * u + (cur[:, t] if rec is None else cur[:, t] + s @ rec)
+        v = dv * v + u if bias is None else dv * v + u + bias
         if ranges is not None:
             ranges["u"] = max(ranges.get("u", 0.0), float(np.abs(u).max(initial=0.0)))
             ranges["v"] = max(ranges.get("v", 0.0), float(np.abs(v).max(initial=0.0)))
@@ -89,15 +112,22 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
     # (exact below 2**53 for any layer within the target's limits)
     bound = float(np.abs(layer.weight).sum(axis=1).max(initial=0)) * float(np.abs(x).max(initial=0))
     a = np.rint(layer.synaptic_input(x, np.float32 if bound < 2 ** 24 else np.float64)).astype(np.int64)
-    return a << layer.weight_exp if layer.weight_exp >= 0 else a >> -layer.weight_exp
+    return _exp_shift(a, layer.weight_exp)
+
+
+def _exp_shift(a: np.ndarray, weight_exp: int) -> np.ndarray:
+    """Dense a_out = a << weight_exp (>> for a negative exponent, rounding toward -inf)."""
+    return a << weight_exp if weight_exp >= 0 else a >> -weight_exp
 
 
 @_chunked
 def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
               events: dict | None = None) -> np.ndarray:
     """Lava's fixed-point layer on spikes x (N, T, n_in) -> spikes (N, T, n_out) bool.
+    Integer recurrent weights (n_out, n_out) and bias (n_out,) as in the module docstring.
     events: if a dict, "u_wrap" and "v_saturate" are increased by the neuron-steps where
-    the 24-bit current wrapped and the voltage was clipped (passes/fidelity.py)."""
+    the 24-bit current wrapped and the voltage was clipped (passes/fidelity.py).
+    Raises ValueError for a layer that is not quantized."""
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
     m = target.state_max
@@ -105,15 +135,21 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
     vth = np.int64(layer.vth) << target.vth_shift
     keep_u = target.decay_unity - layer.i_decay      # 4096 - (du + 1)
     keep_v = target.decay_unity - layer.v_decay      # 4096 - dv
+    # float64 products of 0/1 spikes and integer weights are exact (sums << 2**53)
+    rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
+    bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.int64) << target.bias_exp
     u = np.zeros(a[:, 0].shape, dtype=np.int64)
     v = np.zeros_like(u)
     out = np.zeros(a.shape, dtype=bool)
+    s = np.zeros(u.shape, dtype=bool)
     for t in range(a.shape[1]):
         interrupts.check()
-        dc = _trunc_decay(u, keep_u) + a[:, t]
+        a_t = a[:, t] if rec is None else \
+            a[:, t] + (_exp_shift(np.rint(s @ rec).astype(np.int64), layer.weight_exp) << target.act_shift)
+        dc = _trunc_decay(u, keep_u) + a_t
         u = np.where(dc > m, dc - 2 * m, dc)          # u wraps (Lava's two-sided where)
         u = np.where(u <= -m, dc + 2 * m, u)
-        v_raw = _trunc_decay(v, keep_v) + u
+        v_raw = _trunc_decay(v, keep_v) + u if bias is None else _trunc_decay(v, keep_v) + u + bias
         v = np.clip(v_raw, -m + 1, m - 1)             # v saturates
         if events is not None:
             events["u_wrap"] = events.get("u_wrap", 0) + int(np.count_nonzero(u != dc))
@@ -126,13 +162,18 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
 
 def float_view(graph: DeployGraph) -> DeployGraph:
     """The float model of a quantized graph in integer units (what model.nir carries):
-    weights W_int * 2**weight_exp, thresholds vth, exact float decays (no truncation);
+    weights W_int * 2**weight_exp (recurrent ones too), thresholds vth, biases b_int (weight
+    units: Lava adds b << 6 to v as it adds (W x) << 6 to u), exact float decays (no truncation);
     float graphs as they are."""
     layers = []
     for l in graph.layers:
         if l.vth is not None:
-            w = np.asarray(l.weight, dtype=np.float64) * 2.0 ** l.weight_exp
-            l = l.with_(weight=w, threshold=np.full(l.channels, float(l.vth)), vth=None, weight_exp=0)
+            e = 2.0 ** l.weight_exp
+            w = np.asarray(l.weight, dtype=np.float64) * e
+            rec = None if l.recurrent is None else np.asarray(l.recurrent, dtype=np.float64) * e
+            bias = None if l.bias is None else np.asarray(l.bias, dtype=np.float64)
+            l = l.with_(weight=w, threshold=np.full(l.channels, float(l.vth)), vth=None, weight_exp=0,
+                        recurrent=rec, bias=bias)
         layers.append(l)
     return graph.with_(layers=tuple(layers))
 

@@ -6,17 +6,18 @@ bit-exact emulator, never the training model), summed over samples:
 - synaptic_ops: input spikes x fan-out actually routed. netx builds a Lava Dense
   process, which stores the full weight matrix, so every input spike reaches every
   output neuron of the layer, zero weights included; for a conv layer, every output
-  whose window holds the spike (Lava's conv computes every kernel tap);
-- synaptic_ops_nonzero: input spikes x nonzero weights of that input (NeuroBench's
-  effective accumulates, below);
+  whose window holds the spike (Lava's conv computes every kernel tap); a layer with
+  recurrent weights also routes each of its own spikes to all its neurons (netx's
+  RecurrentDense), counted in the step the spike is emitted;
+- synaptic_ops_nonzero: the same with nonzero weights only (NeuroBench's effective
+  accumulates, below);
 - neuron updates: every neuron is updated every step (Lava's LIF), split into active
-  (the layer received at least one input spike that step) and inactive (none): our
+  (the layer received at least one input or recurrent spike that step) and inactive (none): our
   approximation of Davies 2018's active/inactive update, as per-compartment activity
   is not observable here.
 
 NeuroBench metrics (Yik et al., Nat Commun 16:1545, 2025; ../shared/HARDWARE.md
-section 5), on the deployed integer network:
-Names as the `neurobench` package (2.3) reports them (tests/test_neurobench.py checks the
+section 5), on the deployed integer network, recurrent weights included. Names as the `neurobench` package (2.3) reports them (tests/test_neurobench.py checks the
 values against its own implementation on the same network and spikes):
 - ActivationSparsity: zero outputs / all outputs of every spiking layer, over steps
   and samples;
@@ -89,8 +90,13 @@ def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]
     x = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     for layer, s in zip(graph.layers, layer_spikes):
         n = layer.n_out
+        s = s.reshape(s.shape[0], s.shape[1], -1)
         in_per_step = x.sum(axis=2, dtype=np.int64)               # (N, T)
-        active = np.count_nonzero(in_per_step, axis=0)            # samples with input, per step
+        own = s.sum(axis=2, dtype=np.int64)                        # (N, T) the layer's own spikes
+        fed_back = np.zeros_like(own)                              # recurrent input: own spikes of t-1
+        if layer.recurrent is not None:
+            fed_back[:, 1:] = own[:, :-1]
+        active = np.count_nonzero(in_per_step + fed_back, axis=0)  # samples with input, per step
         if layer.kind == "conv":   # Lava's conv computes every kernel tap: routed = window count
             w = np.asarray(layer.weight)
             routed = _conv_events_per_step(layer, x, np.ones(w.shape))
@@ -99,16 +105,20 @@ def count(graph: DeployGraph, inputs: np.ndarray, layer_spikes: list[np.ndarray]
             fan_nonzero = np.count_nonzero(np.asarray(layer.weight), axis=0).astype(np.int64)  # (n_in,)
             routed = in_per_step.sum(axis=0) * n
             nonzero = x.sum(axis=0, dtype=np.int64) @ fan_nonzero
+        if layer.recurrent is not None:   # each spike is routed to all n neurons of its own layer
+            routed = routed + own.sum(axis=0) * n
+            nonzero = nonzero + s.sum(axis=0, dtype=np.int64) @ np.count_nonzero(
+                np.asarray(layer.recurrent), axis=0).astype(np.int64)
         step = {
             "input_spikes": in_per_step.sum(axis=0),
-            "spikes": s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64),
+            "spikes": own.sum(axis=0),
             "synaptic_ops": routed,
             "synaptic_ops_nonzero": nonzero,
             "updates_active": active * n,
             "updates_inactive": (x.shape[0] - active) * n,
         }
         rows.append(_row(layer, {k: [int(v) for v in step[k]] for k in STEP_KEYS}, s.shape[0]))
-        x = s.reshape(s.shape[0], s.shape[1], -1)
+        x = s
     return rows
 
 
@@ -123,7 +133,7 @@ def _row(layer, step: dict, samples: int) -> dict:
 def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
     """NeuroBench's static and workload metrics of the deployed network (see module doc)."""
     outputs = sum(l.n_out * graph.steps * samples for l in graph.layers)
-    weights = [np.asarray(l.weight) for l in graph.layers]
+    weights = [np.asarray(w) for l in graph.layers for w in (l.weight, l.recurrent) if w is not None]
     n_w = sum(w.size for w in weights)
     w_bytes = math.ceil(target.weight_bits / 8)
     return {
@@ -132,7 +142,8 @@ def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -
             "Effective_ACs": sum(c["synaptic_ops_nonzero"] for c in counters) / samples,
             "Effective_MACs": 0.0,
             # all-ones inputs and weights: taps on a conv's zero padding do not count
-            "Dense": sum(l.synaptic_ops(np.ones((1, 1, l.n_in))) for l in graph.layers) * graph.steps},
+            "Dense": sum(l.synaptic_ops(np.ones((1, 1, l.n_in))) + l.recurrent_synaptic_ops(np.ones((1, 1, l.n_out)))
+                         for l in graph.layers) * graph.steps},
         "Footprint": n_w * w_bytes + len(graph.layers) * (4 + 2 + 2),
         "Footprint_float32": 4 * (n_w + 3 * len(graph.layers)),
         "ConnectionSparsity": round(sum(int(np.count_nonzero(w == 0)) for w in weights) / n_w, 4),
@@ -237,14 +248,14 @@ def table(report: dict) -> str:
               f"({_nj(b['int8_sram_j'])} with weight reads), fp32 {_nj(b['fp32_j'])} nJ "
               f"({_nj(b['fp32_sram_j'])}) ({b['source']}); SNN / ANN int8 = "
               f"{report['snn_over_ann_int8']:.1f}",
-              f"NeuroBench: activation sparsity {nb['ActivationSparsity']:.4f}, effective ACs "
-              f"{nb['SynapticOperations']['Effective_ACs']:.0f} (dense "
-              f"{nb['SynapticOperations']['Dense']}), footprint {nb['Footprint']} B, "
-              f"connection sparsity {nb['ConnectionSparsity']}"]
+              f"NeuroBench: ActivationSparsity {nb['ActivationSparsity']:.4f}, SynapticOperations "
+              f"Effective_ACs {nb['SynapticOperations']['Effective_ACs']:.0f} (Dense "
+              f"{nb['SynapticOperations']['Dense']}), Footprint {nb['Footprint']} B, "
+              f"ConnectionSparsity {nb['ConnectionSparsity']}"]
     if report.get("targets"):
         lines.append("all energy models (nJ per inference: operations / static / total):")
         for t in report["targets"]:
-            lines.append(f"  {t['target']:<10} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
+            lines.append(f"  {t['target']:<11} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
                                                   f"{_nj(t['total_j'])}"
                                                   if t["fits"] else f"does not fit: {t['error']}"))
     return "\n".join(lines)
@@ -282,11 +293,11 @@ def markdown(report: dict) -> str:
             f"{_nj(b['fp32_sram_j'])} nJ. SNN / ANN int8 (arithmetic only): "
             f"{report['snn_over_ann_int8']:.2f}.",
             "",
-            "NeuroBench metrics: activation sparsity "
-            f"{nb['ActivationSparsity']:.4f}; synaptic operations per inference: effective ACs "
-            f"{nb['SynapticOperations']['Effective_ACs']:.1f}, dense {nb['SynapticOperations']['Dense']}; "
-            f"footprint {nb['Footprint']} bytes ({nb['Footprint_float32']} as float32); "
-            f"connection sparsity {nb['ConnectionSparsity']}."]
+            "NeuroBench metrics (the `neurobench` package's names): ActivationSparsity "
+            f"{nb['ActivationSparsity']:.4f}; SynapticOperations per inference: Effective_ACs "
+            f"{nb['SynapticOperations']['Effective_ACs']:.1f}, Dense {nb['SynapticOperations']['Dense']}; "
+            f"Footprint {nb['Footprint']} bytes ({nb['Footprint_float32']} as float32); "
+            f"ConnectionSparsity {nb['ConnectionSparsity']}."]
     if report.get("targets"):
         out += ["", "| energy model | dynamic nJ | static nJ | total nJ | note |", "|---|---|---|---|---|"]
         for t in report["targets"]:
@@ -368,7 +379,8 @@ def plot(report: dict, path) -> None:
                 f"{report['dynamic_j_per_inference'] * 1e9:.0f} nJ")
     b.legend()
     base = report["ann_baseline"]
-    bars = [(t["target"], t["dynamic_j"]) for t in report.get("targets") or [] if t["fits"]]
+    bars = [(t["target"] + (" (est.)" if "ESTIMATE" in t["note"] else ""), t["dynamic_j"])
+            for t in report.get("targets") or [] if t["fits"]]
     bars = bars or [(report["target"], report["dynamic_j_per_inference"])]
     bars += [("ANN int8", base["int8_j"]), ("ANN int8+SRAM", base["int8_sram_j"]),
              ("ANN fp32", base["fp32_j"])]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .errors import UnsupportedLayerError
+
 
 KINDS = ("dense", "conv")
 
@@ -60,6 +62,15 @@ class Layer:
         object.__setattr__(self, "padding", tuple(int(v) for v in self.padding))
         if self.in_shape is not None:
             object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        if self.recurrent is not None:
+            n = int(self.weight.shape[0])
+            if self.kind != "dense" or np.shape(self.recurrent) != (n, n):
+                raise UnsupportedLayerError(
+                    f"{self.name}: recurrent weights {np.shape(self.recurrent)} on a {self.kind} layer; "
+                    f"only dense layers take them, shaped (n_out, n_out) = ({n}, {n})")
+        if self.bias is not None and np.shape(self.bias) != (self.n_out,):
+            raise UnsupportedLayerError(f"{self.name}: bias of shape {np.shape(self.bias)}, expected "
+                                        f"({self.n_out},), one per output neuron")
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -106,6 +117,15 @@ class Layer:
             return int(np.count_nonzero(x)) * self.n_out
         ones = self.with_(weight=np.ones(self.weight.shape))
         return int(round(float(ones.synaptic_input((x != 0).astype(np.float64)).sum())))
+
+    def recurrent_synaptic_ops(self, s: np.ndarray) -> int:
+        """Recurrent synaptic events of this layer's own output spikes s (N, T, n_out): every
+        spike times its recurrent fan-out n_out (the dense (n_out, n_out) matrix routes each
+        spike to every neuron of the layer, as netx's RecurrentDense does, lava-dl
+        netx/blocks/process.py), counted as NeuroBench counts synaptic operations (binary
+        spikes, all-ones weights; HARDWARE.md section 5). 0 for a layer without
+        `recurrent`. A spike at the last step is counted too: the chip routes it."""
+        return 0 if self.recurrent is None else int(np.count_nonzero(s)) * self.n_out
 
     def synaptic_input(self, x: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Weighted input (N, T, n_out) of spikes x (N, T, n_in), in float64 by default:

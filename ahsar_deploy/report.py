@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222}"
        "h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}"
        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
-       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:#666}"
+       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+       "td:last-child:not(:nth-child(-n+4)){text-align:left}.note{color:#666}"
        ".fail{color:#b00;font-weight:bold}.pass{color:#070}img{max-width:100%;border:1px solid #eee}")
 
 

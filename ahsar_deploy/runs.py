@@ -5,11 +5,14 @@ the samples it holds and runs only the missing ones; `ahsar report` draws raster
 it. Each sample is found by a digest of its input spikes (its bytes, shape and dtype),
 so a cached sample is reused only for exactly the same input, whatever data set, file,
 encoding or sample count it came from; backends reset state per sample, so a sample's
-spikes do not depend on which others ran beside it.
+spikes do not depend on which others ran beside it. The file also holds a digest of the
+build's network files (manifest.json, model.net, model.nir): a build changed after the run
+(re-exported, or a file edited) does not reuse it.
 
 File (numpy .npz, compressed, loaded with allow_pickle=False; untrusted: checked
 against the build before use):
 - keys:   (M,) |S16, BLAKE2b-128 digest of each sample's input spikes;
+- build:  () |S16, BLAKE2b-128 digest of the build's network files;
 - layer0 ... layerK: (M, T, ceil(n_l / 8)) uint8, each layer's spikes (M, T, n_l)
   packed along neurons with numpy.packbits (big-endian bit order).
 """
@@ -38,6 +41,18 @@ def path(build: str | Path, backend: str) -> Path:
     return Path(build) / f"spikes-{backend}.npz"
 
 
+NETWORK_FILES = ("manifest.json", "model.net", "model.nir")
+
+
+def build_key(build: str | Path) -> bytes:
+    """BLAKE2b-128 digest of the build's network files (missing ones count as empty)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in NETWORK_FILES:
+        p = Path(build) / name
+        h.update(name.encode() + (p.read_bytes() if p.is_file() else b""))
+    return h.digest()
+
+
 def sample_keys(x: np.ndarray) -> np.ndarray:
     """(N,) |S16 digests of each sample x[i] (its bytes, shape and dtype)."""
     x = np.ascontiguousarray(x)
@@ -53,9 +68,11 @@ def load(build: str | Path, backend: str, graph: DeployGraph) -> Cache | None:
         return None
     try:
         with np.load(p, allow_pickle=False) as f:
-            want_files = {"keys", *(f"layer{i}" for i in range(len(graph.layers)))}
+            want_files = {"keys", "build", *(f"layer{i}" for i in range(len(graph.layers)))}
             if set(f.files) != want_files:
                 raise ValueError(f"arrays {sorted(f.files)}, expected {sorted(want_files)}")
+            if f["build"].dtype != np.dtype("S16") or f["build"].shape != () or f["build"][()] != build_key(build):
+                raise ValueError("its spikes are of another version of this build's network files")
             keys = f["keys"]
             if keys.dtype != np.dtype("S16") or keys.ndim != 1:
                 raise ValueError(f"keys: {keys.dtype} {keys.shape}, expected (M,) |S16")
@@ -77,7 +94,8 @@ def save(build: str | Path, backend: str, keys: np.ndarray, spikes: list[np.ndar
     arrays = {f"layer{i}": np.packbits(np.asarray(s, dtype=bool), axis=-1) for i, s in enumerate(spikes)}
     with interrupts.atomic_path(p) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, keys=np.asarray(keys, dtype="S16"), **arrays)
+            np.savez_compressed(fh, keys=np.asarray(keys, dtype="S16"),
+                                build=np.array(build_key(build), dtype="S16"), **arrays)
     return p
 
 

@@ -10,6 +10,12 @@ the kernel and Lava's conv flips it back before torch's conv2d), `shape` (C, H, 
 W, H, C order. A network that starts with a conv gets an `input` layer carrying only
 the input shape (C, H, W); a dense layer after a conv is preceded by a `flatten` layer
 (netx then flattens in torch's C, H, W order). Neither adds a step of delay.
+A dense layer with recurrent weights is a `dense_rec` layer with `weight_rec` (n_out,
+n_out) beside `weight`: netx's RecurrentDense (netx/blocks/process.py) feeds the layer's
+spikes back through a second Dense into its own a_in, one step later, and netx chooses
+one weight exponent for both matrices (hdf5.py create_dense, lossless for our even
+weights in [-256, 254]). A bias is the layer's `bias` dataset (n_out,), which netx loads
+as bias_mant with bias_exp 6 (hdf5.py get_neuron_params): v += bias << 6 every step.
 
 Running: one Lava run for many samples. netx's LIFReset zeroes u and v of layer i at
 t % T == reset_offset + 1 + i, so with reset_offset=1 each sample starts from zero
@@ -18,6 +24,12 @@ step of delay per Dense). Lava runs in a child process in chunks of CHUNK steps 
 read after each chunk; ENV.md: long runs and big Var.get() calls can hang), under a
 timeout, so a hang becomes an error. The worker runs in its own session: an interrupt or
 a timeout kills its whole process group (worker and Lava's forked processes), reaped.
+LIFReset does not clear a recurrent Dense's buffer, so a recurrent layer's last spike of
+one sample would reach the first step of the next (and spikes a bias drives before the
+first sample, the first): the worker pauses the run before each sample's first step of
+each recurrent layer i (time kT + 2 + i) and sets that layer's recurrent a_buff to 0, so
+every sample starts from s[-1] = 0, as the emulator's (one pause per sample and
+recurrent layer).
 """
 from __future__ import annotations
 
@@ -53,7 +65,7 @@ def write_netx(graph: DeployGraph, path: str | Path) -> None:
                 entries.append(("input", l.in_shape))
             if l.kind == "dense" and prev is not None and prev.kind == "conv":
                 entries.append(("flatten", None))
-            entries.append((l.kind, l))
+            entries.append(("dense_rec" if l.recurrent is not None else l.kind, l))
             prev = l
         for i, (kind, l) in enumerate(entries):
             g = layers.create_group(str(i))
@@ -65,6 +77,10 @@ def write_netx(graph: DeployGraph, path: str | Path) -> None:
                 continue
             g.create_dataset("shape", data=np.array(l.out_shape, dtype=np.int64))
             g.create_dataset("weight", data=np.asarray(l.weight, dtype=np.float32))
+            if l.recurrent is not None:
+                g.create_dataset("weight_rec", data=np.asarray(l.recurrent, dtype=np.float32))
+            if l.bias is not None:
+                g.create_dataset("bias", data=np.asarray(l.bias, dtype=np.float32))
             if kind == "conv":
                 g.create_dataset("stride", data=np.array(l.stride, dtype=np.int64))
                 g.create_dataset("padding", data=np.array(l.padding, dtype=np.int64))
@@ -106,14 +122,29 @@ def _worker(net_path: str, in_path: str, out_path: str, steps: int) -> None:
         layer.out.connect(sink.a_in)
         sinks.append(sink)
     record = [np.zeros((chunks * chunk, int(np.prod(s.a_in.shape))), dtype=bool) for s in sinks]
+    # recurrent layers: clear the recurrent buffer after step kT + 1 + i (module docstring)
+    clear: dict[int, list] = {}
+    for i, layer in enumerate(net.layers):
+        if hasattr(layer, "synapse_rec"):
+            for k in range(n):
+                clear.setdefault(k * t_steps + 1 + i, []).append(layer.synapse_rec.a_buff)
+    stops = sorted(set(range(chunk, chunks * chunk + 1, chunk)) | set(clear))
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    done = 0
     try:
-        for c in tqdm(range(chunks), desc="lava", unit=f"x{chunk} steps", file=sys.stderr):
-            net.run(condition=RunSteps(num_steps=chunk), run_cfg=cfg)
-            for rec, sink in zip(record, sinks):
-                d = sink.data.get()                       # (*Lava shape, chunk)
-                d = d.transpose(d.ndim - 1, *range(d.ndim - 2, -1, -1))   # (chunk, C, H, W)
-                rec[c * chunk:(c + 1) * chunk] = d.reshape(chunk, -1) != 0
+        with tqdm(total=chunks * chunk, desc="lava", unit="steps", file=sys.stderr) as bar:
+            for stop in stops:
+                net.run(condition=RunSteps(num_steps=stop - done), run_cfg=cfg)
+                bar.update(stop - done)
+                done = stop
+                for a_buff in clear.get(stop, ()):
+                    a_buff.set(np.zeros(a_buff.shape, dtype=np.int32))
+                if stop % chunk == 0:
+                    c = stop // chunk - 1
+                    for rec, sink in zip(record, sinks):
+                        d = sink.data.get()                       # (*Lava shape, chunk)
+                        d = d.transpose(d.ndim - 1, *range(d.ndim - 2, -1, -1))   # (chunk, C, H, W)
+                        rec[c * chunk:(c + 1) * chunk] = d.reshape(chunk, -1) != 0
     finally:
         net.stop()
     out = {}

@@ -31,9 +31,24 @@ are inexact: on an MNIST-sized CNN they split such ties on 0.014 % of the first 
 neuron-steps. dt = 1e-3 s gives inexact 1/tau, exact enough in the cases measured, but
 2**-10 makes exactness certain for power-of-two decays.)
 
+Recurrent weights and biases (ir.py Layer.recurrent, Layer.bias). A recurrent layer gets a
+Linear node rec{i} (weights R, scaled as W) with the loop as edges lif{i} -> rec{i} ->
+(first neuron node of layer i: the CubaLIF, or the LI of LI -> IF). NIR sums a node's
+inputs; a loop delivers the previous step's output (nirtorch's interpreter: a cyclic
+input is read from the state, `{src}_prev_output`), so the current gets R s[t-1], as on
+Loihi. A bias b (added to v every step) is written exactly:
+    i_decay = 4096 (u = W x + b, no memory): as the bias of an Affine fc{i} (w_in = 1);
+    else, v_decay > 0: as the CubaLIF's v_leak = b / (v_decay/4096), since
+        v[t] = v + dt/tau_mem (v_leak - v + r I[t]) = dv v + (dt/tau_mem) v_leak + I[t];
+    else (no voltage leak, a synaptic current): no NIR node holds it exactly (IF has no
+        v_leak; an Affine bias would be filtered by the LI): UnsupportedLayerError.
+norse's from_nir (norse/torch/utils/import_nir.py) also feeds a CubaLIF's v_leak into its
+synaptic current (LIBoxParameters(v_leak=node.v_leak)), unlike NIR's CubaLIF: a layer
+written with v_leak != 0 runs differently in norse; the Affine form runs exactly.
+
 Completeness: the integer parameters and the target's data ride in node metadata
 (the spiking node, CubaLIF or IF: vth_mant, weight_int, weight_exp, weight_bits, i_decay,
-v_decay, layer name...; graph: dataset, steps, encoding, target...), so rebuild_netx() recreates model.net from
+v_decay, layer name, recurrent_int and bias_int where the layer has them...; graph: dataset, steps, encoding, target...), so rebuild_netx() recreates model.net from
 model.nir alone, byte for byte. The importer of third-party graphs is nir_import.py.
 """
 from __future__ import annotations
@@ -43,11 +58,31 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from ahsar_deploy.errors import BuildError
+from ahsar_deploy.errors import BuildError, UnsupportedLayerError
 from ahsar_deploy.ir import DeployGraph, Layer
 
 DT_S = 2.0 ** -10            # seconds per time step (see the module docstring)
 PRODUCER = "ahsar-deploy"
+
+
+def bias_form(l: Layer) -> str | None:
+    """How layer l's bias is written (module docstring): None (no bias), "affine" or
+    "v_leak". Raises UnsupportedLayerError for a bias NIR cannot hold exactly."""
+    if l.bias is None:
+        return None
+    if l.i_decay == 4096:
+        return "affine"
+    if l.v_decay > 0:
+        return "v_leak"
+    raise UnsupportedLayerError(
+        f"nir: {l.name} has a bias, a current decay (i_decay {l.i_decay}) and no voltage leak: no NIR "
+        "node adds a bias to v exactly; give it a voltage leak (v_decay > 0), i_decay 4096, or no bias")
+
+
+def check_exportable(graph: DeployGraph) -> None:
+    """Raise UnsupportedLayerError now, before calibration, for what to_nir cannot write."""
+    for l in graph.layers:
+        bias_form(l)
 
 
 def _neurons(l: Layer, i: int) -> dict:
@@ -75,6 +110,9 @@ def _neurons(l: Layer, i: int) -> dict:
         meta.update({"vth_mant": l.vth, "weight_exp": l.weight_exp, "weight_bits": l.weight_bits,
                      "weight_int": np.asarray(l.weight, dtype=np.int32),
                      "scale": np.nan if l.scale is None else float(l.scale)})
+        for key, a in (("recurrent_int", l.recurrent), ("bias_int", l.bias)):
+            if a is not None:
+                meta[key] = np.asarray(a, dtype=np.int32)
     if l.v_decay == 0:
         nodes = {}
         if l.i_decay != 4096:
@@ -84,9 +122,10 @@ def _neurons(l: Layer, i: int) -> dict:
         nodes[f"lif{i}"] = nir.IF(r=np.ones(shape), v_threshold=th, v_reset=np.zeros(shape), metadata=meta)
         return nodes
     tau_mem = DT_S / a_v
+    v_leak = np.asarray(l.bias, dtype=np.float64) / a_v if bias_form(l) == "v_leak" else np.zeros(shape)
     return {f"lif{i}": nir.CubaLIF(
         tau_syn=np.full(shape, tau_syn), tau_mem=np.full(shape, tau_mem),
-        r=np.full(shape, tau_mem / DT_S), v_leak=np.zeros(shape),
+        r=np.full(shape, tau_mem / DT_S), v_leak=v_leak.reshape(shape),
         v_threshold=th, v_reset=np.zeros(shape),
         w_in=np.full(shape, tau_syn / DT_S if a_i > 0 else 1.0), metadata=meta)}
 
@@ -112,13 +151,22 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
                                                    start_dim=0, end_dim=-1)
                 edges.append((prev, f"flatten{i}"))
                 prev = f"flatten{i}"
-            nodes[f"fc{i}"] = nir.Linear(weight=w, metadata={"layer": l.name})
+            if bias_form(l) == "affine":
+                nodes[f"fc{i}"] = nir.Affine(weight=w, bias=np.asarray(l.bias, dtype=np.float64),
+                                             metadata={"layer": l.name})
+            else:
+                nodes[f"fc{i}"] = nir.Linear(weight=w, metadata={"layer": l.name})
         edges.append((prev, f"fc{i}"))
         prev = f"fc{i}"
-        for k, node in _neurons(l, i).items():
+        neurons = _neurons(l, i)
+        for k, node in neurons.items():
             nodes[k] = node
             edges.append((prev, k))
             prev = k
+        if l.recurrent is not None:   # the loop's edges before the chain's next edge from lif{i}
+            nodes[f"rec{i}"] = nir.Linear(weight=np.asarray(l.recurrent, dtype=np.float64) * scale,
+                                          metadata={"layer": l.name, "role": "recurrent"})
+            edges += [(f"lif{i}", f"rec{i}"), (f"rec{i}", next(iter(neurons)))]
         prev, prev_layer = f"lif{i}", l
     nodes["output"] = nir.Output(output_type=np.array(graph.layers[-1].out_shape))
     edges.append((prev, "output"))
@@ -152,19 +200,20 @@ def graph_from_build_nir(path: str | Path) -> DeployGraph:
         by_name = {n.metadata.get("layer"): (k, n) for k, n in g.nodes.items()
                    if isinstance(n, (nir.CubaLIF, nir.IF))}     # the spiking node of each layer
         syn = {n.metadata.get("layer"): n for n in g.nodes.values()
-               if isinstance(n, (nir.Linear, nir.Conv2d))}
+               if isinstance(n, (nir.Linear, nir.Affine, nir.Conv2d)) and n.metadata.get("role") != "recurrent"}
         layers = []
         for name in names:
             _, lif = by_name[name]
             m = lif.metadata
             s = syn[name]
             w = np.asarray(m["weight_int"]).astype(np.int64)
-            extra = {}
+            extra = {field: np.asarray(m[key]).astype(np.int64)
+                     for key, field in (("recurrent_int", "recurrent"), ("bias_int", "bias")) if key in m}
             if isinstance(s, nir.Conv2d):
                 c_in = w.shape[1]
-                extra = {"kind": "conv", "in_shape": (c_in, *(int(v) for v in s.input_shape)),
-                         "stride": tuple(int(v) for v in s.stride),
-                         "padding": tuple(int(v) for v in s.padding)}
+                extra.update({"kind": "conv", "in_shape": (c_in, *(int(v) for v in s.input_shape)),
+                              "stride": tuple(int(v) for v in s.stride),
+                              "padding": tuple(int(v) for v in s.padding)})
             layers.append(Layer(
                 name=name, weight=w, threshold=np.ones(w.shape[0]), i_decay=int(m["i_decay"]),
                 v_decay=int(m["v_decay"]), reset=str(m["reset"]), regulated=bool(m["regulated"]),

@@ -28,9 +28,21 @@ hold: i_decay 1..4096, v_decay 0..4095, hw_targets/loihi.py); the import report 
 layer's exact and deployed decay, and a decay moved by more than rounding (tau_mem = dt,
 a memoryless membrane: exact v_decay 4096, deployed 4095) is also a logged warning.
 dt/tau within REL_TOL of 1 counts as tau = dt (a float32 tau is not dt in float64).
+Recurrence: a spiking node X (CubaLIF, LIF or IF) may have exactly one loop through one
+Affine or Linear node R, X -> R -> X (or -> the LI that feeds X): NIR sums a node's inputs
+and a loop delivers the previous step's output (nirtorch's interpreter), so R's weights,
+scaled by X's gain g like W, become Layer.recurrent: u[t] = du u + g (W x[t] + R s[t-1]).
+Any other cycle, a second loop, or a loop on a conv layer is refused, naming the node.
+Biases map onto Loihi's per-neuron v-bias b (v[t] = dv v + u + b, ir.py) by this rule:
+    v_leak L of a CubaLIF or LIF:  b += (dt/tau_mem) L   (exact: the ODE adds it to v);
+    an Affine bias c (the synapse's, or the loop's), a constant input:  b += g c, exact
+        only where the current has no memory (i_decay 4096: IF, LIF, CubaLIF with
+        tau_syn = dt, no LI); with tau_syn > dt the current filters c, which is not a v-bias.
+Refused: an Affine bias into a current with memory, v_leak of an LI (the current),
+biases on a conv layer (netx holds one per channel; the IR one per neuron).
 Rejected: tau < dt (forward Euler is unstable at this dt),
-tau = inf for CubaLIF/LIF (the neuron gets no input in this ODE), non-zero v_leak,
-v_reset or bias (no bias on this path), time constants that differ within a layer
+tau = inf for CubaLIF/LIF (the neuron gets no input in this ODE), non-zero
+v_reset, time constants that differ within a layer
 (one decay per layer here), r or w_in <= 0, thresholds <= 0, per-pixel parameters of a
 conv layer that differ within a channel.
 
@@ -93,7 +105,8 @@ WHY = {
     "Scale": "a scale between layers is not deployed; multiply it into the weights before export",
     "Delay": "synaptic delays are not deployed by this toolchain",
     "Conv1d": "only 2-d convolutions deploy; write a Conv2d with a height of 1",
-    "NIRGraph": "a nested graph (e.g. a recurrent layer) is not deployed: no recurrent connections",
+    "NIRGraph": "a nested graph is not deployed: write a recurrent layer flat, as a CubaLIF or LIF with "
+                "one Affine/Linear edge from it back onto itself",
 }
 NEURONS = ("CubaLIF", "LIF", "IF")
 # dt/tau within this relative distance of 1 is tau = dt. float32 holds a number to 2**-24
@@ -208,7 +221,10 @@ def read(path: str | Path):
         raise ModelFileError(f"{path}: not a readable NIR file ({type(e).__name__}: {msg})") from None
 
 
-def _chain(graph, where: str) -> list[str]:
+def _chain(graph, where: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The nodes from Input to Output, in order, and the recurrent loops taken out of the
+    graph first: {spiking node: (Affine/Linear loop node, node it feeds)} (module docstring).
+    Raises UnsupportedLayerError naming the node for anything else."""
     import nir
     nodes = graph.nodes
     if not isinstance(nodes, dict) or not nodes:
@@ -239,24 +255,40 @@ def _chain(graph, where: str) -> list[str]:
     for a, b in edges:
         succ[a].append(b)
         pred[b].append(a)
-    for k in nodes:
+    loops: dict[str, tuple[str, str]] = {}
+    for k, n in nodes.items():   # X -> R -> X, or X -> R -> LI -> X: a recurrent layer's loop
+        if _name(n) not in ("Affine", "Linear") or len(pred[k]) != 1 or len(succ[k]) != 1:
+            continue
+        src, dst = pred[k][0], succ[k][0]
+        if _name(nodes[src]) in NEURONS and (dst == src or (_name(nodes[dst]) == "LI" and succ[dst] == [src])):
+            if src in loops:
+                raise UnsupportedLayerError(f"{where}: node {src!r} has two recurrent loops ({loops[src][0]!r}, "
+                                            f"{k!r}); one deploys: add their weights into one matrix")
+            loops[src] = (k, dst)
+    for x, (k, dst) in loops.items():
+        succ[x].remove(k)
+        pred[dst].remove(k)
+        del succ[k], pred[k]
+    for k in succ:
         if len(succ[k]) > 1 or len(pred[k]) > 1:
             raise UnsupportedLayerError(
                 f"{where}: node {k!r} has {len(pred[k])} inputs and {len(succ[k])} outputs; only a "
-                "chain deploys (no branches, skip connections or recurrence)")
+                "chain deploys (no branches or skip connections; recurrence only as one Affine/Linear "
+                "loop from a CubaLIF/LIF back onto itself)")
     order, k = [ins[0]], ins[0]
     while k != outs[0]:
         if not succ[k]:
             raise UnsupportedLayerError(f"{where}: node {k!r} leads nowhere (no path to the Output)")
         k = succ[k][0]
         if k in order:
-            raise UnsupportedLayerError(f"{where}: node {k!r} closes a cycle; recurrence does not deploy")
+            raise UnsupportedLayerError(f"{where}: node {k!r} closes a cycle; recurrence deploys only as "
+                                        "one Affine/Linear loop from a CubaLIF/LIF back onto itself")
         order.append(k)
-    left = sorted(set(nodes) - set(order))
+    left = sorted(set(succ) - set(order))
     if left:
         raise UnsupportedLayerError(f"{where}: node(s) {', '.join(map(repr, left))} not on the path "
                                     "from Input to Output")
-    return order
+    return order, loops
 
 
 def _regulation(node, where: str) -> tuple[bool, float | None]:
@@ -324,7 +356,8 @@ def _conv(node, where: str, shape) -> tuple[np.ndarray, tuple, tuple]:
             raise ModelFileError(f"{where}: field 'input_shape'={hw} but its input is {shape}")
     bias = node.bias
     if bias is not None and np.any(_numbers(where, "bias", bias) != 0):
-        raise UnsupportedLayerError(f"{where}: non-zero bias; biases are not deployed on this path")
+        raise UnsupportedLayerError(f"{where}: non-zero bias on a convolution; biases deploy on dense layers "
+                                    "only (netx holds one per channel): retrain the convolution without bias")
     out_hw = conv_out_hw(shape[1:], w.shape[2:], stride, padding)
     if min(out_hw) < 1:
         raise ModelFileError(f"{where}: kernel {w.shape[2:]} larger than its padded input {shape}")
@@ -387,8 +420,7 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, norse_dt: float |
     v_reset = node.v_reset if getattr(node, "v_reset", None) is not None else 0.0
     if np.any(_per_neuron(where, "v_reset", v_reset, out_shape, kind) != 0):
         raise UnsupportedLayerError(f"{where}: v_reset != 0; Loihi resets v to 0")
-    if ntype != "IF" and np.any(p("v_leak") != 0):
-        raise UnsupportedLayerError(f"{where}: v_leak != 0 acts as a bias; biases are not deployed")
+    v_leak = np.zeros(out_shape) if ntype == "IF" else p("v_leak")
     if np.any(r <= 0):
         raise UnsupportedLayerError(f"{where}: field 'r' must be > 0")
     if np.any(th <= 0):
@@ -417,7 +449,9 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, norse_dt: float |
         li_node, li_where = li
         q = lambda f, inf=False: _per_neuron(li_where, f, getattr(li_node, f), out_shape, kind, inf)  # noqa: E731
         if np.any(q("v_leak") != 0):
-            raise UnsupportedLayerError(f"{li_where}: v_leak != 0 acts as a bias; biases are not deployed")
+            raise UnsupportedLayerError(f"{li_where}: v_leak != 0 of the LI feeds the synaptic current, which "
+                                        "filters it; Loihi's bias is added to v: move it to the IF/LIF "
+                                        "(LIF v_leak) or remove it")
         r_li = q("r")
         if np.any(r_li <= 0):
             raise UnsupportedLayerError(f"{li_where}: field 'r' must be > 0")
@@ -425,7 +459,10 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, norse_dt: float |
                               notes, norse_hint)
         gain = gain * a_i * r_li
         info.update(a_i=a_i, node_type=f"LI+{ntype}")
+    if np.any(v_leak != 0) and kind == "conv":
+        raise UnsupportedLayerError(f"{where}: v_leak != 0 on a conv layer: biases deploy on dense layers only")
     info.update(i_decay=i_decay, v_decay=v_decay, notes=notes,
+                v_bias=v_leak.reshape(-1) * info.get("a_v", 0.0),   # (dt/tau_mem) v_leak: Loihi's v-bias
                 gain=_per_channel(where, "r/w_in/tau", gain, kind),
                 threshold=_per_channel(where, "v_threshold", th, kind))
     return info
@@ -539,7 +576,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
         raise ModelFileError(f"steps {steps!r} must be an integer in 1..100000")
     if not isinstance(graph, nir.NIRGraph):
         raise ModelFileError(f"{where}: top-level node is {_name(graph)}, not a NIRGraph")
-    order = _chain(graph, where)
+    order, loops = _chain(graph, where)
     written = None if norse_dt is not None else _written_dt(graph, order, where)
     dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
     snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
@@ -607,9 +644,8 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                 n_in = int(np.prod(shape))
                 if w.ndim != 2 or w.shape[1] != n_in or w.shape[0] < 1:
                     raise ModelFileError(f"{at}: field 'weight' has shape {w.shape}, expected (n_out, {n_in})")
-                if nt == "Affine" and node.bias is not None and np.any(_numbers(at, "bias", node.bias) != 0):
-                    raise UnsupportedLayerError(f"{at}: non-zero bias; biases are not deployed on this path")
-                syn = {"kind": "dense", "weight": w, "name": name, "pools": pools}
+                syn = {"kind": "dense", "weight": w, "name": name, "pools": pools,
+                       "const": [(at, _affine_bias(node, at, w.shape[0]))]}
                 shape = (w.shape[0],)
             pools = []
         elif nt == "LI":        # _chain let it through: an IF or LIF follows
@@ -617,13 +653,19 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                 raise UnsupportedLayerError(f"{at}: an LI deploys only as the synaptic current between a "
                                             "synapse node (Linear, Affine, Conv2d) and an IF or LIF")
             syn["li"] = (node, at)
+            syn["li_name"] = k
         elif nt in NEURONS:
             if syn is None:
                 raise UnsupportedLayerError(f"{at}: a neuron without a synapse node before it does not deploy")
             nrn = _neuron(node, at, shape, syn["kind"], float(dt_s), norse_dt, syn.get("li"), not snntorch)
             g = nrn["gain"].reshape((-1,) + (1,) * (syn["weight"].ndim - 1))
-            kw = ({"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
-                   "padding": syn["padding"]} if syn["kind"] == "conv" else {})
+            kw = _recurrence(nodes, k, loops.get(k), syn, shape, where)
+            if syn["kind"] == "conv":
+                kw = {"kind": "conv", "in_shape": syn["in_shape"], "stride": syn["stride"],
+                      "padding": syn["padding"]}
+            kw.update(_bias(syn, nrn, k))
+            if kw.get("recurrent") is not None:
+                kw["recurrent"] = kw["recurrent"] * g
             regulated, train_rate = _regulation(node, at)
             layer = Layer(name=syn["name"], weight=syn["weight"] * g, threshold=nrn["threshold"],
                           i_decay=nrn["i_decay"], v_decay=nrn["v_decay"], regulated=regulated,
@@ -632,6 +674,8 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                 layer = fuse_pool(layer, pshape, kk, mode)
             layers.append(layer)
             report.append({"layer": layer.name, "neuron_node": str(k), "neuron": nrn["node_type"],
+                           "recurrent_node": loops[k][0] if k in loops else None,
+                           "bias": layer.bias is not None,
                            "i_decay": nrn["i_decay"], "v_decay": nrn["v_decay"],
                            "dt_over_tau_syn": nrn.get("a_i"), "dt_over_tau_mem": nrn.get("a_v"),
                            "i_decay_exact": 4096 * nrn["a_i"] if "a_i" in nrn else None,
@@ -656,6 +700,59 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                        notes={"import": {"format": "nir", "dt_s": float(dt_s), "dt_from": dt_from,
                                          "tau_convention": tau_convention, "notes": notes,
                                          "input_shape": list(in_shape), "layers": report}})
+
+
+def _affine_bias(node, at: str, n: int) -> np.ndarray | None:
+    """An Affine node's bias (n,) if non-zero, else None (Linear: None)."""
+    if _name(node) != "Affine" or node.bias is None:
+        return None
+    c = _numbers(at, "bias", node.bias)
+    if c.size == 1:
+        c = np.full(n, float(c.reshape(-1)[0]))
+    if c.shape != (n,):
+        raise ModelFileError(f"{at}: field 'bias' has shape {c.shape}, expected ({n},)")
+    return c if np.any(c != 0) else None
+
+
+def _recurrence(nodes, x: str, loop: tuple[str, str] | None, syn: dict, shape, where: str) -> dict:
+    """{"recurrent": R (n, n), before the layer's gain} of spiking node x's loop, or {};
+    the loop's Affine bias is appended to syn["const"]. Raises UnsupportedLayerError for a
+    loop on a conv layer or one that skips the layer's LI."""
+    if loop is None:
+        return {}
+    k, entry = loop
+    rat = f"{where}: node {k!r} ({_name(nodes[k])})"
+    if syn["kind"] != "dense":
+        raise UnsupportedLayerError(f"{rat}: a recurrent loop on a conv layer does not deploy; recurrence "
+                                    "deploys on dense (Affine/Linear) layers")
+    first = syn.get("li_name", x)
+    if entry != first:
+        raise UnsupportedLayerError(f"{rat}: the loop feeds {entry!r}, not the layer's synaptic current "
+                                    f"{first!r}; feed it into {first!r}")
+    n = int(shape[0])
+    r = _numbers(rat, "weight", nodes[k].weight)
+    if r.shape != (n, n):
+        raise ModelFileError(f"{rat}: field 'weight' has shape {r.shape}, expected ({n}, {n}): the layer's "
+                             "spikes back into its own neurons")
+    syn["const"].append((rat, _affine_bias(nodes[k], rat, n)))
+    return {"recurrent": r}
+
+
+def _bias(syn: dict, nrn: dict, neuron: str) -> dict:
+    """{"bias": b (n,)} in the layer's units (module docstring's rule), or {} if all zero.
+    Raises UnsupportedLayerError for an Affine bias (a constant input) into a current with
+    memory, and for a constant input on a conv layer (the bias check in _conv refuses it)."""
+    b = np.asarray(nrn["v_bias"], dtype=np.float64)
+    for where, c in syn.get("const", ()):
+        if c is None:
+            continue
+        if nrn["i_decay"] != 4096 or nrn.get("a_i", 1.0) != 1.0:
+            raise UnsupportedLayerError(
+                f"{where}: a bias into a synaptic current with memory (i_decay {nrn['i_decay']}: tau_syn > dt "
+                f"or an LI) is filtered by it, and Loihi's bias is added to v: use node {neuron!r}'s v_leak = "
+                "bias / (dt/tau_mem) instead, or tau_syn = dt")
+        b = b + nrn["gain"] * c
+    return {"bias": b} if np.any(b != 0) else {}
 
 
 def _own_meta(meta: dict, key: str, kind: type, path) -> object:
@@ -721,6 +818,7 @@ def describe(path, dt_s: float | None = None, tau_convention: str = "seconds") -
                        "i_decay_exact": r["i_decay_exact"], "v_decay_exact": r["v_decay_exact"],
                        "decay_notes": r["decay_notes"], "pools_fused": r["pools_fused"],
                        "regulated": l.regulated, "train_rate": l.train_rate,
+                       "recurrent": l.recurrent is not None, "bias": l.bias is not None,
                        **({"in_shape": list(l.in_shape), "kernel": list(l.weight.shape[2:]),
                            "stride": list(l.stride), "padding": list(l.padding)} if l.kind == "conv" else {})})
     return {"path": str(path), "producer": str(meta.get("producer", "unknown")), "dt_s": imp["dt_s"],

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class LoihiTarget:
@@ -38,8 +40,13 @@ class LoihiTarget:
     vth_max: int = 131071           # 17-bit unsigned threshold mantissa
     decay_unity: int = 4096         # 12-bit decays; du stored as i_decay - 1 (ds_offset = 1)
     decay_bits: int = 12            # du, dv: uint 12 bit (0..4095)
-    bias_mant_bits: int = 13        # signed bias mantissa; bias_exp 3 bit (not used by our builds)
+    # Neuron bias: v += bias_mant << bias_exp every step (lif/models.py scale_bias); bias_mant
+    # signed 13 bit (-4096..4095), bias_exp unsigned 3 bit (PyLifModelBitAcc docstring).
+    # netx loads a layer's `bias` as bias_mant with bias_exp fixed at 6 (netx/hdf5.py
+    # get_neuron_params), so a build's integer bias is in weight units (b << 6, as a_in << 6).
+    bias_mant_bits: int = 13
     bias_exp_bits: int = 3
+    bias_exp: int = 6
     state_bits: int = 24            # u and v are 24 bit (held in int32)
     u_overflow: str = "wrap"        # u wraps modulo 2**24 (two-sided where in subthr_dynamics)
     v_overflow: str = "saturate"    # v clipped to +-(2**23 - 1)
@@ -71,6 +78,27 @@ class LoihiTarget:
     @property
     def state_max(self) -> int:
         return 2 ** (self.state_bits - 1)
+
+    def netx_inhibitory_ok(self, joint: np.ndarray, part: np.ndarray) -> bool:
+        """False where Lava would not hold `part` (a layer's weight or weight_rec, even ints
+        in [-256, 254]) exactly: netx shifts the layer's matrices together left by
+        s = floor(log2(scale)) + is_mixed, scale from the joint min/max (lava-dl
+        netx/utils.py optimize_weight_bits), and Lava's Dense then picks each matrix's own
+        sign mode; an all-negative (inhibitory) matrix is clipped to magnitude 255
+        (lava/utils/weightutils.py clip_weights), so one whose min reaches -256 after the
+        shift loses weight there (-256 becomes -255, then truncated)."""
+        joint, part = np.asarray(joint, dtype=np.float64), np.asarray(part, dtype=np.float64)
+        if part.size == 0 or part.max() > 0 or part.min() >= 0:
+            return True                      # not an inhibitory matrix
+        mx, mn = joint.max(), joint.min()
+        mixed = mx > 0
+        scale = min(127 / mx, -128 / mn) if mixed else -256 / mn
+        return -part.min() * 2.0 ** (np.floor(np.log2(scale)) + mixed) <= 255
+
+    @property
+    def bias_max(self) -> int:
+        """Largest |bias mantissa| both signs hold: 2**12 - 1 = 4095 (signed 13 bit)."""
+        return 2 ** (self.bias_mant_bits - 1) - 1
 
 
 LOIHI = LoihiTarget()

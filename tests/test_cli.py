@@ -232,7 +232,7 @@ def test_energy_without_backend_uses_the_cached_run_and_names_it(small_build, tm
     named), no Lava run starts; a subset comes from the cache too, and a superset runs only
     the missing samples, with the same estimate as running them all afresh."""
     out = tmp_path / "b"
-    shutil.copytree(small_build, out)
+    shutil.copytree(small_build, out, ignore=shutil.ignore_patterns("spikes-*", "run-*"))
     code, stdout, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "25", "--json", "-q")
     assert code == 0, err
     acc = json.loads(stdout)["accuracy"]
@@ -247,7 +247,7 @@ def test_energy_without_backend_uses_the_cached_run_and_names_it(small_build, tm
     assert code == 0 and "spikes of 40 samples: 25 from spikes-emulator.npz, 15 run on emulator" in err, err
     merged = json.loads(stdout)
     fresh = tmp_path / "fresh"
-    shutil.copytree(small_build, fresh)
+    shutil.copytree(small_build, fresh, ignore=shutil.ignore_patterns("spikes-*", "run-*"))
     code, stdout, err = cli_inproc("energy", fresh, "--samples", "40", "--backend", "emulator", "--json", "-q")
     assert code == 0 and "0 from no cache, 40 run on emulator" in err, err
     assert json.loads(stdout)["layers"] == merged["layers"] and json.loads(stdout)["accuracy"] == merged["accuracy"]

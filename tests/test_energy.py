@@ -169,3 +169,21 @@ def test_conv_energy_by_hand():
     assert nb["SynapticOperations"] == {"Effective_ACs": 7.0, "Effective_MACs": 0.0, "Dense": (8 * 4 + 8) * 2}
     assert nb["ActivationSparsity"] == 1.0 and nb["ConnectionSparsity"] == round(2 / 16, 4)
     assert r["ann_baseline"]["macs"] == 8 * 4 + 8
+
+
+def test_recurrent_layer_counts_by_hand():
+    """A 2-neuron recurrent layer: its own spikes are routed to both neurons (nonzero
+    weights: one), and a step whose only input is recurrent counts as active."""
+    rec = np.array([[0, 0], [5, 0]])                  # neuron 0 -> neuron 1 only
+    l = Layer(name="r", weight=np.ones((2, 1), int), threshold=np.ones(2), i_decay=1, v_decay=0, vth=1,
+              recurrent=rec)
+    g = _graph(l, steps=3)
+    x = np.array([[[1], [0], [0]]], bool)             # one input spike at step 0
+    s = np.array([[[1, 0], [0, 1], [0, 0]]], bool)    # neuron 0 at step 0, neuron 1 at step 1
+    c = count(g, x, [s])[0]
+    assert c["per_step"]["synaptic_ops"] == [2 + 2, 2, 0]     # input to 2 neurons + own spike to 2
+    assert c["per_step"]["synaptic_ops_nonzero"] == [2 + 1, 0, 0]   # neuron 1's column of rec is 0
+    assert c["per_step"]["updates_active"] == [2, 2, 2]        # steps 1, 2: recurrent input only
+    nb = neurobench(g, [c], 1, LOIHI)
+    assert nb["SynapticOperations"]["Dense"] == (1 * 2 + 2 * 2) * 3
+    assert nb["ConnectionSparsity"] == round(3 / 6, 4)         # 3 zero weights of 2 + 4

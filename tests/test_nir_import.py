@@ -174,8 +174,8 @@ def _mutations():
     def branch(g):
         g.edges.append(("spk1", "output"))
 
-    def bias(g):
-        g.nodes["fc"].bias = np.ones(10)
+    def bias(g):   # an Affine bias into an IF now maps onto Loihi's bias (tests/test_recurrent.py); a conv's does not
+        g.nodes["conv"].bias = np.ones(4)
 
     def pool_stride(g):
         g.nodes["pool"].stride = np.array([1, 1])
@@ -201,7 +201,7 @@ def _mutations():
         (wrong_shape, ModelFileError, r"node 'fc' \(Affine\): field 'weight' has shape \(10, 63\), expected \(n_out, 64\)"),
         (li_node, UnsupportedLayerError, r"node 'spk2' \(LI\): a leaky integrator emits no spikes"),
         (branch, UnsupportedLayerError, r"node 'spk1' has 1 inputs and 2 outputs"),
-        (bias, UnsupportedLayerError, r"node 'fc' \(Affine\): non-zero bias"),
+        (bias, UnsupportedLayerError, r"node 'conv' \(Conv2d\): non-zero bias"),
         (pool_stride, UnsupportedLayerError, r"node 'pool' \(SumPool2d\): pooling kernel \(2, 2\), stride \(1, 1\)"),
         (strings, ModelFileError, r"node 'fc' \(Affine\): field 'weight' has dtype <U1"),
         (negative_threshold, UnsupportedLayerError, r"node 'spk1' \(IF\): field 'v_threshold' must be > 0"),

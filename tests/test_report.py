@@ -35,7 +35,7 @@ def reported(small_build, tmp_path_factory):
     """A build with an emulator run and an energy report, and its report.html."""
     from ahsar_deploy import api
     out = tmp_path_factory.mktemp("report") / "b"
-    shutil.copytree(small_build, out)
+    shutil.copytree(small_build, out, ignore=shutil.ignore_patterns("run-*", "spikes-*", "energy*"))
     api.run(out, samples=24, backend="emulator")
     api.energy(out, samples=24, backend="emulator")
     return out, report.write(out, sample=3)
@@ -60,8 +60,8 @@ def test_report_is_self_contained_and_complete(reported):
 
 
 def test_report_names_what_is_missing_or_unreadable(small_build, tmp_path, cli_inproc):
-    out = tmp_path / "b"
-    shutil.copytree(small_build, out)
+    out = tmp_path / "b"   # without what other tests' runs left in the shared build
+    shutil.copytree(small_build, out, ignore=shutil.ignore_patterns("run-*", "spikes-*", "energy*"))
     code, stdout, err = cli_inproc("report", out)
     assert code == 0 and stdout.strip() == str(out / "report.html"), err
     text = (out / "report.html").read_text()

@@ -6,15 +6,16 @@ import h5py
 
 
 def test_check_passes_then_fails_after_threshold_change(small_build, tmp_path, cli):
-    r = cli("energy", small_build, "--backend", "emulator", "--samples", "60", "--check", "--json", "-q")
+    build = tmp_path / "b"
+    shutil.copytree(small_build, build)
+    r = cli("energy", build, "--backend", "emulator", "--samples", "60", "--check", "--json", "-q")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert all(c["ok"] for c in report["sparsity_check"])
-    assert (small_build / "energy.png").stat().st_size > 1000
+    assert (build / "energy.png").stat().st_size > 1000
 
     changed = tmp_path / "changed"
-    shutil.copytree(small_build, changed)
-    (changed / "run-emulator.json").unlink(missing_ok=True)   # no cached counts
+    shutil.copytree(build, changed)   # its spike cache is of the unchanged files: not reused
     with h5py.File(changed / "model.net", "r+") as f:
         f["layer/0/neuron/vThMant"][()] *= 3          # threshold raised after training
     m = json.loads((changed / "manifest.json").read_text())

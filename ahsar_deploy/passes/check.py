@@ -12,9 +12,16 @@ from .map import map_cores, map_layers
 
 
 def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
+    """The integer graph's design rules for target (a recurrent layer's weights are checked
+    as its feed-forward ones, on one grid; its input range sums both, as Lava's LIF sums
+    both Dense outputs in a_in before the << 6; biases against the signed 13-bit mantissa,
+    hw_targets/loihi.py), then map_cores. Raises TargetError naming layer, rule and limit."""
     for l in graph.layers:
-        w = np.asarray(l.weight)
-        w_abs_sum = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max()
+        w = np.asarray(l.weight).reshape(l.channels, -1)
+        if l.recurrent is not None:
+            w = np.concatenate([w, np.asarray(l.recurrent)], axis=1)
+        w_abs_sum = np.abs(w).sum(axis=1).max()
+        b = np.zeros(1, dtype=np.int64) if l.bias is None else np.asarray(l.bias)
         if l.kind == "conv":
             # Lava's conv (lava/proc/conv/utils.py) computes in float32: exact while every
             # partial sum stays below 2**24; netx stores stride/padding as 8-bit values.
@@ -36,6 +43,12 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
             ("weight range", w.min() >= target.weight_min and w.max() <= target.weight_max,
              f"weights in [{w.min()}, {w.max()}], limit [{target.weight_min}, {target.weight_max}]"),
             ("weight grid", np.all(w % target.weight_step == 0), f"weights must be multiples of {target.weight_step}"),
+            ("inhibitory weights", all(target.netx_inhibitory_ok(w, m) for m in _matrices(l)),
+             f"an all-negative weight matrix whose most negative weight reaches -256 after netx's shift, "
+             f"which Lava clips to -255 (recalibrate, or give the matrix one positive weight)"),
+            ("bias range", np.array_equal(b, np.round(b)) and b.min() >= -target.bias_max - 1
+             and b.max() <= target.bias_max,
+             f"biases in [{b.min()}, {b.max()}], limit integers in [{-target.bias_max - 1}, {target.bias_max}]"),
             *_decay_rules(l, target),
             # worst case synaptic input must not overflow int32 after the << 6 shift
             ("input range", int(w_abs_sum) << target.act_shift < 2 ** 31,
@@ -47,10 +60,20 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
     return map_cores(graph, target)
 
 
+def _matrices(l) -> list[np.ndarray]:
+    """A layer's weight matrices as Lava's Dense processes hold them (2-d)."""
+    return [np.asarray(l.weight).reshape(l.channels, -1)] + ([] if l.recurrent is None else [np.asarray(l.recurrent)])
+
+
 def check_size(graph: DeployGraph, target: LoihiTarget) -> None:
-    """The rules known before calibration: decays, and those that need only layer shapes
-    (fan-in, memory, cores). Raises TargetError naming the rule, layer, value and limit."""
+    """The rules known before calibration: decays, no bias on a conv layer (netx gives a
+    conv layer one bias per channel, the IR one per neuron; not deployed), and those that
+    need only layer shapes (fan-in, memory, cores). Raises TargetError naming the rule,
+    layer, value and limit."""
     for l in graph.layers:
+        if l.kind == "conv" and l.bias is not None:
+            raise TargetError(f"check: {l.name}: a bias on a conv layer is not deployed; train the "
+                              "convolution without bias (biases deploy on dense layers)")
         for rule, ok, detail in _decay_rules(l, target):
             if not ok:
                 raise TargetError(f"check: {l.name} breaks {target.name} rule '{rule}': {detail}")

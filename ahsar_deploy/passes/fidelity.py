@@ -24,6 +24,11 @@ inputs, each layer fed the integer spikes of the layers before it (as calibrate.
   both fed the same integer input spikes ("spike_agreement") and with each network run
   free ("free_agreement", compare()).
 
+A recurrent layer's recurrent weights count with its feed-forward ones (one grid), and a
+bias as one more incoming value of its neuron, in the rounding findings; the worst-case
+current bound lets every recurrent neuron spike at every step too. The measured u and v
+(wraps, saturations) include the recurrent current and the bias (emulator.layer_int).
+
 Each finding names the layer, the cause, its size and the fix; build.py prints one
 `warning:` line per finding and `--strict` refuses the build.
 """
@@ -44,12 +49,27 @@ SPIKE_AGREEMENT = 0.95        # free-running spikes of a layer (share of neuron-
 
 def _u_bound(q: Layer, steps: int, target: LoihiTarget) -> float:
     """Largest |u| any binary input can drive in `steps` steps (integer units): every input
-    with a positive (or every one with a negative) weight spiking at every step, u
-    decaying by (4096 - i_decay) / 4096 per step (truncation only shrinks it)."""
-    w = np.asarray(q.weight, dtype=np.float64).reshape(q.channels, -1) * 2.0 ** q.weight_exp
+    with a positive (or every one with a negative) weight spiking at every step (the
+    layer's own neurons too, through its recurrent weights), u decaying by
+    (4096 - i_decay) / 4096 per step (truncation only shrinks it)."""
+    w = _incoming(q, per_scale=False)[:, :-1]          # the bias does not enter u
     drive = max(np.clip(w, 0, None).sum(axis=1).max(initial=0), -np.clip(w, None, 0).sum(axis=1).min(initial=0))
     keep = (target.decay_unity - q.i_decay) / target.decay_unity
     return float(drive * 2 ** target.act_shift * sum(keep ** t for t in range(steps)))
+
+
+def _incoming(l: Layer, per_scale: bool = True) -> np.ndarray:
+    """Each neuron's (channel's) incoming values, (channels, fan): weights, then recurrent
+    weights, then the bias as the last column (0 if none). An integer layer's are
+    W_int * 2**weight_exp and b_int, divided by its scale k if per_scale (then in the
+    folded float units)."""
+    e = 2.0 ** l.weight_exp if l.quantized else 1.0
+    cols = [np.asarray(l.weight, dtype=np.float64).reshape(l.channels, -1) * e]
+    if l.recurrent is not None:
+        cols.append(np.asarray(l.recurrent, dtype=np.float64) * e)
+    bias = np.zeros(l.channels) if l.bias is None or l.kind == "conv" else np.asarray(l.bias, dtype=np.float64)
+    out = np.concatenate(cols + [bias.reshape(-1, 1)], axis=1)
+    return out / l.scale if l.quantized and per_scale else out
 
 
 def _threshold_error(q: Layer) -> float:
@@ -77,8 +97,7 @@ def _findings(f: Layer, q: Layer, ev: dict, neuron_steps: int, bound: float, tar
         add("voltage saturation", ev["v_saturate"],
             f"v clipped at +-2**23 on {ev['v_saturate']} of {neuron_steps} neuron-steps",
             _RECALIBRATE + ", or retrain with a voltage leak (smaller tau_mem) or weaker inhibition")
-    wf = np.asarray(f.weight, dtype=np.float64).reshape(f.channels, -1)
-    wq = np.asarray(q.weight, dtype=np.float64).reshape(q.channels, -1) * 2.0 ** q.weight_exp / q.scale
+    wf, wq = _incoming(f), _incoming(q)
     silenced = np.flatnonzero((wq == 0).all(axis=1) & (wf != 0).any(axis=1))
     if silenced.size:
         add("silenced neurons", int(silenced.size),
@@ -119,9 +138,8 @@ def compare(reference: list[np.ndarray], deployed: list[np.ndarray], names: list
 
 
 def _weight_error(f: Layer, q: Layer) -> float:
-    """Summed |rounding error| over summed |weight| of the layer (float units)."""
-    wf = np.asarray(f.weight, dtype=np.float64)
-    wq = np.asarray(q.weight, dtype=np.float64) * 2.0 ** q.weight_exp / q.scale
+    """Summed |rounding error| over summed |weight| (and bias) of the layer (float units)."""
+    wf, wq = _incoming(f), _incoming(q)
     total = np.abs(wf).sum()
     return float(np.abs(wq - wf).sum() / total) if total > 0 else 0.0
 

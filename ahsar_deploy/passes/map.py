@@ -11,6 +11,9 @@ core for a layer = the smallest of
 A conv layer is mapped like a dense one whose neurons each have C_in * kh * kw synapses
 (stored per neuron: Loihi's shared-weight encodings are not modelled) and as many axons,
 a lower bound: the union of the receptive fields of a core's neurons is not modelled.
+A recurrent layer (Layer.recurrent) also takes its own n_out spikes as inputs: n_in + n_out
+axons and synapses per neuron (its recurrent synapses are stored like its feed-forward
+ones), and each neuron also sends one edge to every core of its own layer.
 A limit of None is unpublished and not checked. Fan-in above a core's axons, one
 neuron's synapses above a core's memory, too little fan-out for one neuron, or more
 cores than the chip has: TargetError naming the layer, rule, value and limit.
@@ -44,6 +47,8 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
         if l.kind not in ("dense", "conv"):
             raise UnsupportedLayerError(f"map: {l.name} is a {l.kind} layer; mapping supports dense and conv")
         n_in = l.fan_in if l.kind == "conv" else l.n_in      # synapses (and axons) per neuron
+        if l.recurrent is not None:
+            n_in += l.n_out                                   # its own spikes, one step later
         if target.fan_in_axons_per_core is not None and n_in > target.fan_in_axons_per_core:
             _fail(target, l.name, "fan-in", f"{n_in} inputs, limit {target.fan_in_axons_per_core} "
                   "axons per core (split the layer or reduce its inputs)")
@@ -55,10 +60,16 @@ def map_layers(graph: DeployGraph, target) -> list[LayerMap]:
                 _fail(target, l.name, "synapse memory", f"{math.ceil(bits / 8)} bytes for one neuron, "
                       f"limit {target.synapse_bytes_per_core} bytes per core")
         if target.fan_out_per_core is not None:
-            limits["fan-out"] = target.fan_out_per_core // dest_cores
-            if limits["fan-out"] < 1:
-                _fail(target, l.name, "fan-out", f"{dest_cores} destination cores per neuron, "
-                      f"limit {target.fan_out_per_core} edges per core")
+            own = 0                     # a recurrent layer's own cores: found by iterating
+            for _ in range(l.n_out if l.recurrent is not None else 1):
+                limits["fan-out"] = target.fan_out_per_core // (dest_cores + own)
+                if limits["fan-out"] < 1:
+                    _fail(target, l.name, "fan-out", f"{dest_cores + own} destination cores per neuron, "
+                          f"limit {target.fan_out_per_core} edges per core")
+                cores = math.ceil(l.n_out / min(*limits.values(), l.n_out))
+                if l.recurrent is None or cores == own:
+                    break
+                own = cores
         limited_by = min(limits, key=limits.get)
         if limits[limited_by] >= l.n_out:
             limited_by = "fits one core"

@@ -5,7 +5,9 @@ forward pass W is replaced by its grid value clip(step*round(k*W/step))/k and th
 threshold by vth/k (the integer threshold in float units), with a straight-through
 gradient (d round(x)/dx := 1; Bengio et al., arXiv 1308.3432). The float network then
 learns around its own rounding; calibration runs again afterwards. Dense layers only
-(convolutions keep their calibrated grid).
+(convolutions keep their calibrated grid). Recurrent weights are trained through the same
+grid as the layer's feed-forward ones (snn.py CubaLIF.rec), a bias through its own,
+round(k*b)/k clipped to the 13-bit mantissa (passes/calibrate.py quantize_layer).
 """
 from __future__ import annotations
 
@@ -38,6 +40,12 @@ class _FakeQuant(nn.Module):
         return w + (q - w).detach()          # straight-through
 
 
+class _FakeQuantBias(_FakeQuant):
+    def forward(self, b: torch.Tensor) -> torch.Tensor:
+        q = (torch.round(b * self.k).clamp(-self.t.bias_max, self.t.bias_max)) / self.k
+        return b + (q - b).detach()
+
+
 def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.ndarray,
              target: LoihiTarget, epochs: int = 1, lr: float = 2e-4, batch: int = 64,
              seed: int = 0, progress: bool = False) -> DeployGraph:
@@ -56,9 +64,17 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
         syn = nn.Linear(lf.n_in, lf.n_out, bias=False).double()
         with torch.no_grad():
             syn.weight.copy_(torch.from_numpy(lf.weight))
-        m = CubaLIF(syn, lf.n_out, lf.i_decay, lf.v_decay).double()
+        m = CubaLIF(syn, lf.n_out, lf.i_decay, lf.v_decay, recurrent=lf.recurrent is not None,
+                    bias=lf.bias is not None).double()
         m.theta_base.fill_(lq.vth / lq.scale)              # integer threshold in float units
         parametrize.register_parametrization(syn, "weight", _FakeQuant(lq.scale, target))
+        with torch.no_grad():
+            if m.rec is not None:
+                m.rec.weight.copy_(torch.from_numpy(np.asarray(lf.recurrent, dtype=np.float64)))
+                parametrize.register_parametrization(m.rec, "weight", _FakeQuant(lq.scale, target))
+            if m.bias is not None:
+                m.bias.copy_(torch.from_numpy(np.asarray(lf.bias, dtype=np.float64)))
+                parametrize.register_parametrization(m, "bias", _FakeQuantBias(lq.scale, target))
         mods.append(m)
     params = [p for m in mods for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
@@ -79,7 +95,9 @@ def finetune(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray, y: np.n
             total += loss.item() * len(order[i:i + batch])
         log.info("qat epoch %d/%d: loss %.4f", epoch + 1, epochs, total / len(y))
     layers = []
+    original = lambda mod, name: getattr(mod.parametrizations, name).original.detach().numpy().copy()  # noqa: E731
     for lf, m in zip(folded.layers, mods):
-        w = m.syn.parametrizations.weight.original.detach().numpy().copy()
-        layers.append(lf.with_(weight=w))
+        layers.append(lf.with_(weight=original(m.syn, "weight"),
+                               recurrent=None if m.rec is None else original(m.rec, "weight"),
+                               bias=None if m.bias is None else original(m, "bias")))
     return folded.with_(layers=tuple(layers))

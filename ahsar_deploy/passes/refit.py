@@ -13,7 +13,9 @@ the layers below. Summed input over the T steps is linear in the readout weights
 solved by FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2009) on the Gram matrix, warm
 started from the ridge solution: a few hundred small matrix products, so it costs
 milliseconds. The refit float weights are then re-quantized by the same calibration
-as every other layer.
+as every other layer. A recurrent readout is not refit (its summed input also depends on
+its own spikes, so the fit is not linear in its weights): refit_readout refuses it and
+build.py skips the refit with a one-line note. Recurrent hidden layers are fine.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def refit_readout(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray,
     """Folded float graph whose readout weights are refit on the integer hidden spikes."""
     if len(folded.layers) < 2:
         raise ValueError("refit needs a hidden layer below the readout")
+    if folded.layers[-1].recurrent is not None:
+        raise ValueError("refit: a recurrent readout is not refit (not linear in its weights)")
     hid_int = run(quantized.with_(layers=quantized.layers[:-1]), x, integer=True)[-1]
     hid_f = run(folded.with_(layers=folded.layers[:-1]), x, integer=False)[-1]
     phi = hid_int.sum(axis=1).astype(np.float64)                 # (N, H) integer patterns
