@@ -7,7 +7,10 @@
 # NIR graphs with them; sinabs pins samna (a stub that installs from elsewhere at import
 # time) and nir<=1.0.4, neither of which its NIR export needs. neurobench comes without
 # deps (it declares numba and torchaudio, which its metrics do not import) so that a test
-# can check our NeuroBench figures against its own implementation.
+# can check our NeuroBench figures against its own implementation. rockpool and xylosim
+# (SynSense's Xylo simulator, built from source with g++) come without deps: their own
+# are installed already, and samna, whose package is a stub, is replaced at import by
+# ahsar_deploy/samna_shim.py.
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
@@ -64,6 +67,7 @@ $(STAMP): pyproject.toml Makefile
 	{ $(BIN)/python -c "import snntorch" 2>/dev/null || $(PIP) --no-deps snntorch==1.0.0; } && \
 	$(PIP) --no-deps sinabs==3.1.3 "pbr>=5" && \
 	$(PIP) --no-deps neurobench==2.3.0 && \
+	$(PIP) --no-deps rockpool==3.1.0 xylosim==0.1.3 pybind11==3.1.0 && \
 	$(PIP) --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 && \
 	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \

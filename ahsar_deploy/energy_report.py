@@ -218,6 +218,11 @@ def compare_targets(graph: DeployGraph, counters: list[dict], samples: int) -> l
     return rows
 
 
+def _chip(report: dict) -> str:
+    """The chip's name, marked where its energy model is an estimate (Loihi 2)."""
+    return report["target"] + (" (estimate)" if "ESTIMATE" in report["energy_note"] else "")
+
+
 def _nj(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e9:.3f}"
 
@@ -225,7 +230,7 @@ def _nj(x: float | None) -> str:
 def table(report: dict) -> str:
     head = (f"{'layer':<8} {'neurons':>7} {'cores':>5} {'rate':>6} {'train':>6} {'syn ops':>10} "
             f"{'spikes':>8} {'nJ/inf':>9}")
-    lines = [f"energy on {report['target']} per inference ({report['samples']} samples, "
+    lines = [f"energy on {_chip(report)} per inference ({report['samples']} samples, "
              f"{report['steps']} steps each)", head, "-" * len(head)]
     for l in report["layers"]:
         tr = f"{l['train_rate']:.3f}" if l["train_rate"] is not None else "  -"
@@ -255,7 +260,8 @@ def table(report: dict) -> str:
     if report.get("targets"):
         lines.append("all energy models (nJ per inference: operations / static / total):")
         for t in report["targets"]:
-            lines.append(f"  {t['target']:<11} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
+            name = t["target"] + (" (est.)" if "ESTIMATE" in t["note"] else "")
+            lines.append(f"  {name:<15} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
                                                   f"{_nj(t['total_j'])}"
                                                   if t["fits"] else f"does not fit: {t['error']}"))
     return "\n".join(lines)
@@ -264,7 +270,7 @@ def table(report: dict) -> str:
 def markdown(report: dict) -> str:
     """energy.md: the readable summary beside energy.json and energy.png."""
     s, b, nb = report["samples"], report["ann_baseline"], report["neurobench"]
-    out = [f"# Energy on {report['target']}",
+    out = [f"# Energy on {_chip(report)}",
            "",
            f"{report['description']}. Counted on the spikes the `{report.get('backend', '?')}` "
            f"backend produced: {s} samples x {report['steps']} steps. Model: {report['energy_note']}.",
