@@ -126,8 +126,9 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
         backend: str = "emulator", reference: str | Path | np.ndarray | None = None,
         timeout: float = 1800, progress: bool = False) -> dict:
     """Run a build (or a lava-dl netx .net file, deployed into a temporary build first) on
-    a backend ("emulator": bit-exact integer; "lava": Lava's Loihi
-    simulation; "norse": float reference from model.nir) and compare it with the float
+    a backend ("emulator": bit-exact integer model of the build's chip; "lava": Lava's Loihi
+    simulation; "norse": float reference from model.nir; "xylosim": rockpool's XyloSim, for
+    xylo-audio2 builds, which lava and norse refuse) and compare it with the float
     source model on the same samples (source.npz) and, if given, with `reference`
     predictions (N,) of your own framework (an array or a .npy file).
 
@@ -194,13 +195,14 @@ def _load_cache(build, backend: str, graph) -> "runs.Cache | None":
 def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: float,
                    progress: bool) -> tuple[list[np.ndarray], str]:
     """Per-layer spikes (N, T, n_l) bool of xs: the samples BUILD/spikes-BACKEND.npz holds
-    (backend None: Lava's cache, else the emulator's, whichever holds more of them), the
-    others run on that backend (the emulator, bit-exact with Lava, when nothing is cached)
-    and added to its cache.
+    (backend None: Lava's cache, else the emulator's, whichever holds more of them; for a
+    Xylo build XyloSim's, else the emulator's), the others run on that backend (the
+    emulator, bit-exact with Lava and with XyloSim, when nothing is cached) and added to its cache.
     Returns (spikes, the backend they came from); the log names the file and the counts."""
     keys = runs.sample_keys(xs)
     best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
-    for b in [backend] if backend else ["lava", "emulator"]:
+    import hw_targets
+    for b in [backend] if backend else ["xylosim" if hw_targets.is_xylo(graph.target) else "lava", "emulator"]:
         c = _load_cache(build, b, graph)
         r = runs.lookup(c, keys)
         if np.count_nonzero(r >= 0) > np.count_nonzero(rows >= 0):
@@ -235,11 +237,14 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     the build (for another target than the build's: energy-TARGET.json, .md, .png, so no
     report overwrites another); returns the report with "targets" (every chip and the
     ANN baseline), "sparsity_check" (per layer: "pass", "FAIL" or "not checked") and the
-    accuracy of the priced spikes (None without labels). Raises DeployError subclasses in one line."""
+    accuracy of the priced spikes (None without labels). A Xylo build is priced by the
+    chip's own model instead (_energy_xylo). Raises DeployError subclasses in one line."""
     import hw_targets
     from .energy_report import check_sparsity, compare_targets, count, estimate, markdown, plot
     from .passes.map import map_layers
     graph, _ = load(build)
+    if hw_targets.is_xylo(graph.target):
+        return _energy_xylo(build, graph, x, data, samples, backend, target, timeout, progress)
     model = hw_targets.energy_model(target or graph.target)
     map_layers(graph, model)   # refuse what the chip cannot hold before running anything
     xs, ys, _ = inputs(build, x, data=data, samples=samples)
@@ -255,6 +260,28 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
         with interrupts.atomic_path(Path(build) / fname) as tmp:
             tmp.write_text(text)
     plot(report, Path(build) / f"{stem}.png")
+    return report
+
+
+def _energy_xylo(build, graph, x, data, samples, backend, target, timeout, progress) -> dict:
+    """energy() for a Xylo build: compute cycles at the measured activity, no joules
+    (exporters/xylo.py energy, which says what is and is not priced), the per-layer rate
+    check of energy_report.check_sparsity, written to BUILD/energy.json."""
+    from exporters import xylo
+    from .energy_report import check_sparsity, count
+    from .errors import TargetError
+    if target not in (None, graph.target):
+        raise TargetError(f"--target {target}: a {graph.target} build is priced by its own compute model; "
+                          f"drop --target (other chips price Loihi builds)")
+    xs, ys, _ = inputs(build, x, data=data, samples=samples)
+    spikes, backend = _cached_spikes(build, graph, xs, backend, timeout, progress)
+    spec = xylo.load_spec(Path(build) / xylo.SPEC_FILE)
+    report = xylo.energy(graph, spec, xs, spikes, count(graph, xs, spikes))
+    report["backend"] = backend
+    report["accuracy"] = None if ys is None else float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
+    report["sparsity_check"] = check_sparsity(report, graph)
+    with interrupts.atomic_path(Path(build) / "energy.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

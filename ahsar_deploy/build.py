@@ -182,6 +182,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     steps of spike data, and `encoding` (rate, poisson, latency) says how intensities
     become spikes. Without labelled data (calib only) accuracies are None, QAT and the
     refit are skipped, and the source-vs-build agreement is measured on calibration inputs.
+    A Xylo target (hw_targets.XYLO_TARGETS) takes its own flow after the import,
+    _export_xylo: no Loihi pass runs on it.
     """
     if qat not in ("auto", "on", "off"):
         raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
@@ -215,27 +217,12 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     if graph.encoding == "direct":
         raise BuildError(f"{_source_name(model)}: trained with direct (graded) input; {target.name} takes binary "
                          f"spikes only: retrain with --encoding rate, poisson or latency")
+    if hw_targets.is_xylo(target.name):
+        return _export_xylo(model, graph, target, out, ds, calib, calib_samples, qat, strict)
     check_size(graph, target)
     nir_exporter.check_exportable(graph)   # e.g. a bias model.nir cannot hold: refused before calibration
     folded = fold(graph)
-    if ds is None and graph.dataset and graph.dataset != data.IN_MEMORY:
-        ds = data.load(graph.dataset)
-    if ds is not None:
-        _fits(ds, graph, _source_name(model))
-    if calib is None and ds is None:
-        raise DatasetError(f"{_source_name(model)}: no calibration data: pass --data NAME|FILE.npz or --calib FILE.npy")
-    if calib is None:
-        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
-        cal_source = {"split": "train[:%d]" % len(x_cal)}
-        if len(ds.train.y) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
-            log.warning("warning: %s has %d training and %d validation samples; calibration and the choice "
-                        "of QAT / refit on fewer than %d are unreliable: give more data", ds.name,
-                        len(ds.train.y), len(ds.val.y), MIN_SAMPLES)
-    else:
-        x_cal = load_calibration(calib, graph, calib_samples)
-        cal_source = ({"split": f"array[:{len(x_cal)}]"} if isinstance(calib, np.ndarray) else
-                      {"split": f"file[:{len(x_cal)}]",
-                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}})
+    ds, x_cal, cal_source, val, val_y = _data(model, graph, ds, calib, calib_samples)
     if graph.quantized:   # a netx network is on the chip's grid already: deployed as it is
         log.info("%s holds an integer network: deployed as it is (no calibration, QAT or refit); the "
                  "fidelity pass compares it with its exact float model", _source_name(model))
@@ -244,16 +231,6 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             target=target.name), [], "off", False
     else:
         qgraph, reports = calibrate(folded, x_cal, target, progress=progress)
-    # the first VAL_SAMPLES of the validation split decide QAT and refit (and are reported);
-    # without labelled data, the calibration inputs stand in, without accuracies
-    if ds is None:
-        log.info("no labelled data (--data): accuracies are not measured, QAT and the readout refit "
-                 "are skipped; the source model and the build are compared on the calibration inputs")
-        val, val_y = x_cal[:VAL_SAMPLES], None
-    else:
-        val_y = ds.val.y[:VAL_SAMPLES]
-        val = data.encode(ds.val.x[:VAL_SAMPLES], graph.steps, graph.encoding)
-
     runs = {}   # validation spikes of each variant, for the source-vs-build comparison
 
     def acc_of(g: DeployGraph, integer: bool, key: str) -> float:
@@ -305,10 +282,8 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     for f in fid["findings"]:
         log.warning("%s", warning_line(f))
     fid["findings"] = _import_findings(graph) + fid["findings"]   # already warned at import
-    if strict and fid["findings"]:
-        f = fid["findings"][0]
-        raise FidelityError(f"--strict: {f['layer']}: {f['cause']}: {f['detail']} ({len(fid['findings'])} "
-                            f"finding(s); without --strict they are warnings); nothing was written")
+    if strict:
+        _refuse_strict(fid["findings"])
     for r in reports:
         log.info("calibrate %s: scale %.2f vth %d, spike agreement %.4f (%d changed), %d weights clipped",
                  r.name, r.scale, r.vth, r.spike_agreement, r.spikes_changed, r.weights_clipped)
@@ -336,17 +311,71 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
                    "validation_samples": None if val_y is None else len(val_y), "tolerance_pp": tolerance_pp,
                    "validation_accuracy": acc, "validation_agreement": versus,
                    "layers": [asdict(r) for r in reports], "fidelity": fid}
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with interrupts.held():   # a signal now arrives after `tmp` is set: it is removed below
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+
+    def write(tmp: Path) -> None:
         nir_exporter.write(qgraph, tmp / "model.nir")
         lava_exporter.write_netx(qgraph, tmp / "model.net")
         write_source(graph, tmp / SOURCE)
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / "calibration.md").write_text(calibration_summary(calibration, target.name))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+    _write_build(out, write)
+    return manifest
+
+
+def _data(model, graph: DeployGraph, ds: "data.Dataset | None", calib, calib_samples: int):
+    """The data stage: calibration inputs x_cal (N, T, F) uint8 (from `calib`, else the
+    first calib_samples of the training split) with a record of where they came from, and
+    validation inputs val (M, T, F) uint8 with labels val_y (M,) int64: the first
+    VAL_SAMPLES of the validation split, which decide QAT and refit (and are reported);
+    without labelled data the calibration inputs stand in, val_y None.
+    Returns (ds, x_cal, cal_source, val, val_y). Raises DatasetError if there are no data
+    or they do not fit the graph."""
+    if ds is None and graph.dataset and graph.dataset != data.IN_MEMORY:
+        ds = data.load(graph.dataset)
+    if ds is not None:
+        _fits(ds, graph, _source_name(model))
+    if calib is None and ds is None:
+        raise DatasetError(f"{_source_name(model)}: no calibration data: pass --data NAME|FILE.npz or --calib FILE.npy")
+    if calib is None:
+        x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
+        cal_source = {"split": "train[:%d]" % len(x_cal)}
+        if len(ds.train.y) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
+            log.warning("warning: %s has %d training and %d validation samples; calibration and the choice "
+                        "of QAT / refit on fewer than %d are unreliable: give more data", ds.name,
+                        len(ds.train.y), len(ds.val.y), MIN_SAMPLES)
+    else:
+        x_cal = load_calibration(calib, graph, calib_samples)
+        cal_source = ({"split": f"array[:{len(x_cal)}]"} if isinstance(calib, np.ndarray) else
+                      {"split": f"file[:{len(x_cal)}]",
+                       "file": {"name": Path(calib).name, "sha256": checkpoint.sha256(calib)}})
+    if ds is None:
+        log.info("no labelled data (--data): accuracies are not measured, QAT and the readout refit "
+                 "are skipped; the source model and the build are compared on the calibration inputs")
+        return ds, x_cal, cal_source, x_cal[:VAL_SAMPLES], None
+    return (ds, x_cal, cal_source, data.encode(ds.val.x[:VAL_SAMPLES], graph.steps, graph.encoding),
+            ds.val.y[:VAL_SAMPLES])
+
+
+def _refuse_strict(findings: list[dict]) -> None:
+    """--strict: raise FidelityError naming the first finding (nothing is written)."""
+    if findings:
+        f = findings[0]
+        raise FidelityError(f"--strict: {f['layer']}: {f['cause']}: {f['detail']} ({len(findings)} "
+                            f"finding(s); without --strict they are warnings); nothing was written")
+
+
+def _write_build(out: Path, write) -> None:
+    """Write a build atomically: write(tmp) fills a temporary sibling directory of `out`,
+    which then replaces `out` (_replace_dir). On any failure the temporary directory is
+    removed and `out` is untouched; an OSError becomes BuildError."""
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with interrupts.held():   # a signal now arrives after `tmp` is set: it is removed below
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        write(tmp)
         _replace_dir(tmp, out)
     except BaseException as e:
         if tmp is not None:
@@ -356,6 +385,63 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
             what = "write the build" if tmp is not None else "create the build directory"
             raise BuildError(f"{out}: cannot {what} ({e.strerror or e}); nothing was changed") from None
         raise
+
+
+def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_samples: int,
+                 qat: str, strict: bool) -> dict:
+    """export() for a Xylo target: fold -> to_xylo (refusals name the limit) -> data ->
+    fidelity (float model against the chip's integer model, exporters/xylo.py) -> write
+    xylo_spec.npz, source.npz, calibration.json, manifest.json atomically. QAT and the
+    readout refit are Loihi passes: --qat on is refused. Returns the manifest."""
+    from exporters import xylo as xylo_exporter
+    if qat == "on":
+        raise BuildError(f"--qat on: quantization-aware fine-tuning targets Loihi's grid; {target.name} "
+                         f"builds are not fine-tuned: drop --qat or use --target loihi")
+    folded = fold(graph)
+    rep = {}
+    spec = xylo_exporter.to_xylo(folded, target, report=rep)   # refused here, before any data are read
+    ds, x_cal, cal_source, val, val_y = _data(model, graph, ds, calib, calib_samples)
+    rec = xylo_exporter.fidelity(graph, folded, spec, x_cal, val, val_y, rep)
+    for f in rec["fidelity"]["findings"]:
+        log.warning("%s", warning_line(f))
+    findings = rec["fidelity"]["findings"] = _import_findings(graph) + rec["fidelity"]["findings"]
+    if strict:
+        _refuse_strict(findings)
+    acc, versus = rec["validation_accuracy"], rec["validation_agreement"]
+    if val_y is not None:
+        log.info("validation accuracy: float %.2f %%, folded %.2f %%, xylo %.2f %%",
+                 *(100 * acc[k] for k in ("float", "folded", "xylo")))
+    log.info("float model vs %s on the %d %s samples: same prediction on %.2f %%; spike agreement %s",
+             target.name, len(val), "calibration" if val_y is None else "validation",
+             100 * versus["prediction_agreement"],
+             ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
+    rounding = ("keep_syn", "dash_syn", "keep_syn_chip", "tau_syn_steps", "tau_syn_chip_steps",
+                "keep_mem", "dash_mem", "keep_mem_chip", "tau_mem_steps", "tau_mem_chip_steps")
+    layers = [{**_layer_manifest(l), "vth_mant": int(np.max(r["threshold"])), "scale": r["scale"],
+               **{k: r[k] for k in ("weight_shift_in", "weight_shift_rec", "weights_clipped")},
+               "decay_rounding": {k: r[k] for k in rounding}}
+              for l, r in zip(folded.layers, rep["layers"])]
+    manifest = {
+        "format": "ahsar-deploy.build", "version": 1, "target": target.name,
+        "source": {"file": _source_name(model), "sha256": graph.source_sha256},
+        "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
+        "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": 1,   # one SNN core per chip
+        "float_test_accuracy": graph.float_accuracy, "layers": layers,
+        "xylo": {"mapping": rep["mapping"], "differences": rep["differences"],
+                 "spec_sha256": None},
+        "files": [xylo_exporter.SPEC_FILE, SOURCE, "calibration.json", MANIFEST],
+    }
+    calibration = {"calibration_samples": len(x_cal), **cal_source,
+                   "validation_samples": None if val_y is None else len(val_y), **rec, "xylo": rep}
+
+    def write(tmp: Path) -> None:
+        xylo_exporter.save_spec(spec, tmp / xylo_exporter.SPEC_FILE)
+        manifest["xylo"]["spec_sha256"] = checkpoint.sha256(tmp / xylo_exporter.SPEC_FILE)  # spikes-*.npz key
+        write_source(graph, tmp / SOURCE)
+        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+    _write_build(out, write)
     return manifest
 
 
@@ -420,12 +506,18 @@ def _replace_dir(new: Path, out: Path) -> None:
 
 
 def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
-    """Read a build back into an integer DeployGraph (weights from model.net)."""
+    """Read a build back: (graph, manifest dict). A Loihi build: the integer DeployGraph
+    (weights from model.net). A Xylo build: the float source DeployGraph (source.npz, the
+    layers and decays of manifest.json) with target set; its integer network is
+    xylo_spec.npz, which the xylosim and emulator backends read (exporters/xylo.py).
+    Raises BuildError if the directory is not a build or is incomplete or corrupt."""
     b = Path(build_dir)
     if not (b / MANIFEST).is_file():
         raise BuildError(f"{b}: not a build directory (no {MANIFEST}); run ahsar-export first")
     try:
         m = json.loads((b / MANIFEST).read_text())
+        if hw_targets.is_xylo(m.get("target")):
+            return _load_xylo(b, m), m
         layers = []
         with h5py.File(b / "model.net", "r") as f:
             groups = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
@@ -453,6 +545,27 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise BuildError(f"{b}: build directory is incomplete or corrupt ({type(e).__name__}: {e})") from None
     return graph, m
+
+
+def _load_xylo(b: Path, m: dict) -> DeployGraph:
+    """A Xylo build's float graph: layer skeletons from manifest.json filled by load_source."""
+    n_in = int(m["n_inputs"])
+    layers = []
+    for lm in m["layers"]:
+        n = int(lm["n_out"])
+        layers.append(Layer(name=lm["name"], weight=np.zeros((n, n_in)), threshold=np.ones(n),
+                            i_decay=int(lm["i_decay"]), v_decay=int(lm["v_decay"]),
+                            regulated=bool(lm["regulated"]), train_rate=lm["train_rate"],
+                            recurrent=np.zeros((n, n)) if lm["recurrent"] else None,
+                            bias=np.zeros(n) if lm["bias"] else None))
+        n_in = n
+    skeleton = DeployGraph(layers=tuple(layers), n_inputs=int(m["n_inputs"]), steps=int(m["steps"]),
+                           dataset=m["dataset"], encoding=m["encoding"], method=m["method"],
+                           source_sha256=m["source"]["sha256"], float_accuracy=m.get("float_test_accuracy"))
+    graph = load_source(b, skeleton)
+    if graph is None:
+        raise ValueError(f"no {SOURCE}")
+    return graph.with_(target=m["target"])
 
 
 def write_source(graph: DeployGraph, path: Path) -> None:

@@ -99,6 +99,8 @@ def cmd_energy(a) -> dict:
     from .errors import DeployError
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
                     timeout=a.timeout, progress=not a.quiet)
+    if "cycles_per_step" in report:   # a Xylo build: the chip's own compute model, no Loihi table
+        from exporters.xylo import energy_table as table
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:
@@ -220,7 +222,10 @@ def cmd_inspect(a) -> dict:
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint written by `ahsar train`, a NIR graph (*.nir), or a lava-dl "
                                  "netx network (*.net, deployed as it is)")
-    p.add_argument("--target", default="loihi", help="chip to deploy to (default loihi)")
+    p.add_argument("--target", default="loihi",
+                   help="chip to deploy to: loihi, loihi2 (Lava's fixed-point grid) or xylo-audio2 "
+                        "(SynSense Xylo Audio 2: at most 16 inputs, 2 dense layers, 1000 hidden and "
+                        "8 output neurons; runs on --backend xylosim or emulator) (default loihi)")
     p.add_argument("-o", "--output", default="build", help="build directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")
     p.add_argument("--calib-samples", type=int, default=512,
@@ -261,10 +266,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava") -> None:
     p.add_argument("build", help="build directory written by ahsar-export (run: or a lava-dl netx .net file)")
-    p.add_argument("--backend", default=backend, help="lava (Loihi simulation), emulator (bit-exact integer) or "
-                   "norse (float reference from model.nir); " + ("default lava" if backend else
-                   "default: the samples cached by earlier lava or emulator runs, the rest on the emulator, "
-                   "which is bit-exact with Lava"))
+    p.add_argument("--backend", default=backend, help="lava (Loihi simulation), emulator (the build's chip "
+                   "model, bit-exact integer: Loihi's or Xylo's), norse (float reference from model.nir) or "
+                   "xylosim (rockpool's XyloSim, xylo-audio2 builds); " + ("default lava" if backend else
+                   "default: the samples cached by earlier lava (xylosim) or emulator runs, the rest on the "
+                   "emulator, which is bit-exact with Lava (XyloSim)"))
     p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
                    help="test data: a built-in name or an .npz file (default: the build's dataset)")
     p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
@@ -327,7 +333,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
     _run_args(p, backend=None)
     p.add_argument("--target", default=None,
-                   help="energy model: loihi, loihi2 (estimate), truenorth, spinnaker, spinnaker2 (default: the build's target)")
+                   help="energy model: loihi, loihi2 (estimate), truenorth, spinnaker, spinnaker2 (default: the build's "
+                        "target); a xylo-audio2 build is priced by its own compute model only")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero if on-target rates leave training's or the AHSAR band")
     _common(p)
