@@ -5,7 +5,8 @@ export to Loihi, run the test split on a backend (the bit-exact emulator by defa
 or Lava), count spikes and synaptic operations on the spikes that backend produced, and
 price them with every energy model in hw_targets/ (loihi: Davies 2018; loihi2: an
 estimate with Loihi 1's per-operation energies; truenorth: 26 pJ per synaptic event,
-all-in) and the 45 nm ANN baseline (Horowitz 2014). Prints one Markdown table.
+all-in; spinnaker, spinnaker2: Höppner 2019) and the 45 nm ANN baseline (Horowitz 2014).
+Prints one Markdown table and writes it to benchmarks/results/energy_targets.md.
 
     python benchmarks/energy_targets.py [--data digits] [--methods baseline ahsar]
         [--epochs 30] [--hidden 128,64] [--train-samples N] [--samples N] [--backend emulator|lava]
@@ -67,29 +68,38 @@ def main() -> None:
             acc = float(np.mean(spikes[-1].sum(1).argmax(1) == y))
             rows.append((label, graph, len(y), acc, rep, per, secs))
     sizes = lambda g: "-".join(str(n) for n in [g.n_inputs] + [l.n_out for l in g.layers])
-    print(f"backend {a.backend}; nJ per inference from operations (static energy in the last "
-          f"columns is an estimate: static power x busiest-core time per step)\n")
-    print("| model | network | samples | accuracy % | rates per layer | syn ops / inf | "
-          + " | ".join(f"{n} nJ" for n in names)
-          + " | ANN int8 nJ | ANN int8+SRAM nJ | ANN fp32 nJ | loihi / ANN int8 | "
-          + " | ".join(f"{n} static nJ" for n in names if hw_targets.ENERGY_MODELS[n].static_power_w) + " |")
-    print("|" + "---|" * (10 + len(names) + sum(1 for n in names if hw_targets.ENERGY_MODELS[n].static_power_w)))
+    lines = []
+
+    def emit(line: str = "") -> None:   # print, and keep for the results file
+        print(line)
+        lines.append(line)
+
+    emit(f"backend {a.backend}; nJ per inference from operations (static energy in the last "
+         f"columns is an estimate: static power x busiest-core time per step)\n")
+    emit("| model | network | samples | accuracy % | rates per layer | syn ops / inf | "
+         + " | ".join(f"{n}{' (est.)' if 'ESTIMATE' in hw_targets.ENERGY_MODELS[n].energy_note else ''} nJ"
+                      for n in names)
+         + " | ANN int8 nJ | ANN int8+SRAM nJ | ANN fp32 nJ | loihi / ANN int8 | "
+         + " | ".join(f"{n} static nJ" for n in names if hw_targets.ENERGY_MODELS[n].static_power_w) + " |")
+    emit("|" + "---|" * (10 + len(names) + sum(1 for n in names if hw_targets.ENERGY_MODELS[n].static_power_w)))
     for label, g, n, acc, rep, per, secs in rows:
         b = rep["ann_baseline"]
         cells = [nj(per[t]["dynamic_j"]) if per[t]["fits"] else "does not fit" for t in names]
         static = [nj(per[t].get("static_j")) for t in names if hw_targets.ENERGY_MODELS[t].static_power_w]
-        print(f"| {label} | {sizes(g)} | {n} | {100 * acc:.2f} | "
-              + " ".join(f"{l['rate']:.3f}" for l in rep["layers"])
-              + f" | {rep['synaptic_ops_per_inference']:,.0f} | " + " | ".join(cells)
-              + f" | {nj(b['int8_j'])} | {nj(b['int8_sram_j'])} | {nj(b['fp32_j'])} | "
-              f"{rep['snn_over_ann_int8']:.0f}x | " + " | ".join(static) + " |")
+        emit(f"| {label} | {sizes(g)} | {n} | {100 * acc:.2f} | "
+             + " ".join(f"{l['rate']:.3f}" for l in rep["layers"])
+             + f" | {rep['synaptic_ops_per_inference']:,.0f} | " + " | ".join(cells)
+             + f" | {nj(b['int8_j'])} | {nj(b['int8_sram_j'])} | {nj(b['fp32_j'])} | "
+             f"{rep['snn_over_ann_int8']:.0f}x | " + " | ".join(static) + " |")
     for label, g, n, acc, rep, per, secs in rows:
         nb = rep["neurobench"]
-        print(f"\n{label}: {a.backend} run {secs:.2f} s; NeuroBench: activation sparsity "
-              f"{nb['ActivationSparsity']:.4f}, effective ACs/inf "
-              f"{nb['SynapticOperations']['Effective_ACs']:,.0f} (dense "
-              f"{nb['SynapticOperations']['Dense']:,}), footprint {nb['Footprint']:,} B, "
-              f"connection sparsity {nb['ConnectionSparsity']}; Loihi cores {rep['cores']}")
+        emit(f"\n{label}: {a.backend} run {secs:.2f} s; NeuroBench: activation sparsity "
+             f"{nb['ActivationSparsity']:.4f}, effective ACs/inf "
+             f"{nb['SynapticOperations']['Effective_ACs']:,.0f} (dense "
+             f"{nb['SynapticOperations']['Dense']:,}), footprint {nb['Footprint']:,} B, "
+             f"connection sparsity {nb['ConnectionSparsity']}; Loihi cores {rep['cores']}")
+    out = Path(__file__).parent / "results" / "energy_targets.md"
+    out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
