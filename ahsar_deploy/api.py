@@ -171,7 +171,11 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
               "float_test_accuracy": graph.float_accuracy, "predictions": pred.tolist(),
               "counters": count(graph, xs, spikes)}
     if source is not None:   # the float source model on the same samples
-        src = emulate(source, xs, integer=False)
+        if any(l.reset != "zero" for l in source.layers):   # trained with Xylo's neuron (--neuron xylo)
+            from exporters.xylo import run_float as emulate_float
+            src = emulate_float(source, xs)
+        else:
+            src = emulate(source, xs, integer=False)
         result["source"] = {"accuracy": acc(src[-1].sum(axis=1).argmax(axis=1)),
                             **compare(src, spikes, [l.name for l in graph.layers])}
     if ref is not None:

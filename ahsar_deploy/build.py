@@ -219,6 +219,12 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
                          f"spikes only: retrain with --encoding rate, poisson or latency")
     if hw_targets.is_xylo(target.name):
         return _export_xylo(model, graph, target, out, ds, calib, calib_samples, qat, strict)
+    multi = next((l for l in graph.layers if l.reset != "zero"), None)
+    if multi is not None:   # trained with --neuron xylo: Loihi would run another neuron
+        raise TargetError(f"{_source_name(model)}: {multi.name} was trained with reset by subtraction and up to "
+                          f"{multi.max_events} events per step (--neuron xylo); {target.name} resets to zero "
+                          f"with one spike per step: deploy with --target xylo-audio2, or retrain with "
+                          f"--neuron loihi")
     check_size(graph, target)
     nir_exporter.check_exportable(graph)   # e.g. a bias model.nir cannot hold: refused before calibration
     folded = fold(graph)
@@ -417,7 +423,8 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
              ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
     rounding = ("keep_syn", "dash_syn", "keep_syn_chip", "tau_syn_steps", "tau_syn_chip_steps",
                 "keep_mem", "dash_mem", "keep_mem_chip", "tau_mem_steps", "tau_mem_chip_steps")
-    layers = [{**_layer_manifest(l), "vth_mant": int(np.max(r["threshold"])), "scale": r["scale"],
+    layers = [{**_layer_manifest(l), "max_events": l.max_events,
+               "vth_mant": int(np.max(r["threshold"])), "scale": r["scale"],
                **{k: r[k] for k in ("weight_shift_in", "weight_shift_rec", "weights_clipped")},
                "decay_rounding": {k: r[k] for k in rounding}}
               for l, r in zip(folded.layers, rep["layers"])]
@@ -557,7 +564,8 @@ def _load_xylo(b: Path, m: dict) -> DeployGraph:
                             i_decay=int(lm["i_decay"]), v_decay=int(lm["v_decay"]),
                             regulated=bool(lm["regulated"]), train_rate=lm["train_rate"],
                             recurrent=np.zeros((n, n)) if lm["recurrent"] else None,
-                            bias=np.zeros(n) if lm["bias"] else None))
+                            bias=np.zeros(n) if lm["bias"] else None,
+                            reset=str(lm.get("reset", "zero")), max_events=int(lm.get("max_events", 1))))
         n_in = n
     skeleton = DeployGraph(layers=tuple(layers), n_inputs=int(m["n_inputs"]), steps=int(m["steps"]),
                            dataset=m["dataset"], encoding=m["encoding"], method=m["method"],

@@ -19,7 +19,7 @@ from .errors import ModelFileError, UnsupportedLayerError
 from .interrupts import atomic_path
 from .ir import DeployGraph, Layer
 from .regulator import AHSARConfig
-from .snn import METHODS, SNN
+from .snn import METHODS, NEURONS, SNN
 
 FORMAT = "ahsar-deploy.checkpoint"
 VERSION = 1
@@ -29,6 +29,7 @@ _LAYER_INTS = {"cuba_lif_dense": {"n_out": 1},
                "cuba_lif_conv": {"out_channels": 1, "kernel": 1, "stride": 1, "padding": 0},
                "sum_pool": {"kernel": 1}, "avg_pool": {"kernel": 1}, "flatten": {}}
 MAX_STEPS = 100_000
+ARCH_KINDS = ("mlp", "cnn", "rnn")   # rnn: some layer recurrent (checked); the layer specs say the rest
 
 
 def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
@@ -37,13 +38,17 @@ def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
     first = model.layers[0]
     reg = model.regulator
     is_cnn = any(s["type"] != "cuba_lif_dense" for s in model.specs)
+    kind = "rnn" if any(s.get("recurrent") for s in model.specs) else "cnn" if is_cnn else "mlp"
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": {"kind": "cnn" if is_cnn else "mlp", "input_shape": list(model.input_shape),
+        "arch": {"kind": kind, "input_shape": list(model.input_shape),
                  "sizes": list(model.sizes), "layers": [dict(s) for s in model.specs]},
         "neuron": {"model": "cuba-lif", "i_decay": first.i_decay, "v_decay": first.v_decay,
-                   "reset": "zero", "spike": "v > theta", "dt_s": 1e-3},
+                   "reset": "zero", "spike": "v > theta", "dt_s": 1e-3} if model.neuron == "loihi" else {
+            "model": "cuba-lif", "name": model.neuron, "i_decay": first.i_decay, "v_decay": first.v_decay,
+            **NEURONS[model.neuron], "spike": "n = clamp(floor(v / theta), 0, cap) events, v -= n * theta",
+            "dt_s": 1e-3},
         "method": model.method,
         "regulator": None if reg is None else {
             "name": "AHSAR", "config": reg.config.to_dict(),
@@ -171,8 +176,11 @@ def _check_reports(ckpt: dict, where: str) -> None:
     if acc is not None and not (_number(acc) and 0 <= acc <= 1):
         raise ModelFileError(f"{where}: field 'test_accuracy' must be a number in [0, 1], got {_show(acc)}")
     rates = ckpt.get("test_rates")
-    if rates is not None and not (isinstance(rates, list) and all(_number(r) and 0 <= r <= 1 for r in rates)):
-        raise ModelFileError(f"{where}: field 'test_rates' must be a list of rates in [0, 1]")
+    neuron = ckpt.get("neuron") if isinstance(ckpt.get("neuron"), dict) else {}
+    cap = neuron.get("max_events", 1)   # a multi-event neuron's rate is events per neuron-step
+    cap = cap if _is(neuron.get("reset"), "subtract") and isinstance(cap, int) and 1 <= cap <= 31 else 1
+    if rates is not None and not (isinstance(rates, list) and all(_number(r) and 0 <= r <= cap for r in rates)):
+        raise ModelFileError(f"{where}: field 'test_rates' must be a list of rates in [0, {cap}]")
     hist = ckpt.get("history")
     if hist is None:
         return
@@ -206,13 +214,23 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise UnsupportedLayerError(
                 f"{where}: layer {i} has type {_show(kind)}; supported: {', '.join(LAYER_TYPES)}")
+        for key in ("recurrent", "bias"):
+            if not isinstance(spec.get(key, False), bool):
+                raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {_show(spec[key])}, "
+                                     f"expected true or false")
         for key, low in _LAYER_INTS[kind].items():
             v = spec.get(key, 1 if key == "stride" else 0 if key == "padding" else None)
             if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 65536:
                 raise ModelFileError(f"{where}: layer {i} ({kind}) field {key!r} is {_show(v)}, "
                                      f"expected an integer >= {low}")
-    if not (isinstance(arch.get("kind", "mlp"), str) and arch.get("kind", "mlp") in ("mlp", "cnn")):
-        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind'))}; supported: 'mlp', 'cnn'")
+    if not (isinstance(arch.get("kind", "mlp"), str) and arch.get("kind", "mlp") in ARCH_KINDS):
+        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind'))}; supported: "
+                                    f"{', '.join(map(repr, ARCH_KINDS))}")
+    recurrent = any(spec.get("recurrent", False) for spec in layers)
+    if (arch.get("kind") == "rnn") != recurrent:
+        raise UnsupportedLayerError(f"{where}: arch.kind {_show(arch.get('kind', 'mlp'))} but "
+                                    f"{'a' if recurrent else 'no'} layer has 'recurrent': true; kind 'rnn' "
+                                    f"is for networks with recurrent layers, 'mlp' or 'cnn' otherwise")
     sizes = arch.get("sizes")
     shape = arch.get("input_shape", sizes[:1] if isinstance(sizes, list) else None)
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
@@ -226,8 +244,14 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
             raise ModelFileError(f"{where}: neuron.{name}={d} outside Loihi's 0..4096")
     if not _is(neuron.get("model", "cuba-lif"), "cuba-lif"):
         raise UnsupportedLayerError(f"{where}: neuron model {_show(neuron.get('model'))}; supported: 'cuba-lif'")
-    if not _is(neuron.get("reset", "zero"), "zero"):
-        raise UnsupportedLayerError(f"{where}: reset mode {_show(neuron.get('reset'))}; supported: 'zero'")
+    got = {k: neuron.get(k, d) for k, d in (("reset", "zero"), ("max_events", 1), ("readout_max_events", 1))}
+    neuron_kind = next((n for n, v in NEURONS.items() if all(_is(got[k], v[k]) for k in got)), None)
+    if neuron_kind is None:
+        known = "; ".join(f"{n}: reset {v['reset']!r}, max_events {v['max_events']}, readout_max_events "
+                          f"{v['readout_max_events']}" for n, v in NEURONS.items())
+        raise UnsupportedLayerError(f"{where}: neuron reset mode {_show(got['reset'])}, max_events "
+                                    f"{_show(got['max_events'])}, readout_max_events "
+                                    f"{_show(got['readout_max_events'])}; supported: {known}")
     method = ckpt.get("method")
     if not isinstance(method, str) or method not in METHODS:
         raise ModelFileError(f"{where}: method {_show(method)} unknown; known: {', '.join(METHODS)}")
@@ -245,7 +269,7 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         config = AHSARConfig.from_dict(reg["config"]) if reg is not None else None
         with torch.device("meta"):   # shapes only: a forged arch must not make us allocate
             skeleton = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
-                           input_shape=tuple(shape), specs=layers)
+                           input_shape=tuple(shape), specs=layers, neuron=neuron_kind)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
         raise ModelFileError(f"{where}: cannot rebuild the model ({e})") from None
     if sizes is not None and not _is(sizes, skeleton.sizes):
@@ -260,8 +284,11 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
     expected = skeleton.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
+        flag = next((f for f, end in (("recurrent", ".rec.weight"), ("bias", ".bias"))
+                     if any(k.endswith(end) for k in unexpected)), None)
+        hint = f" (a layer's {flag} weights without {flag!r}: true in its arch.layers spec?)" if flag else ""
         raise UnsupportedLayerError(f"{where}: state_dict has entries this toolchain does not "
-                                    f"deploy: {', '.join(unexpected[:5])}")
+                                    f"deploy: {', '.join(unexpected[:5])}{hint}")
     missing = sorted(set(expected) - set(state))
     if missing:
         raise ModelFileError(f"{where}: state_dict lacks {', '.join(missing[:5])}")
@@ -277,7 +304,7 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
         if bad:   # best_val_loss starts at +inf and is never deployed
             raise ModelFileError(f"{where}: {key} contains NaN or Inf")
     model = SNN(i_decay=i_decay, v_decay=v_decay, method=method, ahsar=config,
-                input_shape=tuple(shape), specs=layers)   # its size is the file's: checked above
+                input_shape=tuple(shape), specs=layers, neuron=neuron_kind)   # its size is the file's: checked above
     model.load_state_dict(state)
     for l, th in enumerate(model.thresholds()):
         if not (torch.isfinite(th).all() and (th > 0).all()):
@@ -291,7 +318,9 @@ def build_model(ckpt: dict, where: str = "checkpoint") -> SNN:
 
 def model_layers(model: SNN, rates: list | None = None) -> list[Layer]:
     """The model's spiking layers as IR layers (float, thresholds as trained). Pooling is
-    no IR layer: each pooling is fused into the layer after it (passes/fuse.py), exactly."""
+    no IR layer: each pooling is fused into the layer after it (passes/fuse.py), exactly.
+    Recurrent weights (n_out, n_out) and biases (n_out,) go to Layer.recurrent and
+    Layer.bias as float64 copies, in the units of weight and threshold (None if absent)."""
     from .passes.fuse import fuse_pool
     rates = rates or [None] * len(model.layers)
     n_layers = len(model.layers)
@@ -313,6 +342,9 @@ def model_layers(model: SNN, rates: list | None = None) -> list[Layer]:
                 name=f"layer{l}", weight=m.syn.weight.detach().double().numpy().copy(),
                 threshold=thresholds[l].numpy().copy(), i_decay=m.i_decay, v_decay=m.v_decay,
                 regulated=model.regulator is not None and l < n_layers - 1,
+                recurrent=None if m.rec is None else m.rec.weight.detach().double().numpy().copy(),
+                bias=None if m.bias is None else m.bias.detach().double().numpy().copy(),
+                reset=m.reset, max_events=m.max_events,
                 train_rate=float(rate) if isinstance(rate, (int, float)) and math.isfinite(rate) else None,
                 **conv)
             shape = layer.out_shape

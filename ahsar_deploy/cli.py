@@ -26,7 +26,7 @@ def cmd_train(a) -> dict:
     from .train import ahsar_config, train
     try:
         if a.hidden is None:
-            a.hidden = "128,64" if a.arch == "mlp" else ""
+            a.hidden = {"mlp": "128,64", "rnn": "128"}.get(a.arch, "")
         hidden = tuple(int(h) for h in a.hidden.split(",") if h)
         channels = tuple(int(c) for c in a.channels.split(",") if c)
     except ValueError:
@@ -45,7 +45,8 @@ def cmd_train(a) -> dict:
                      ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
                      pool=a.pool + "_pool", train_samples=a.train_samples,
                      lr_schedule=a.lr_schedule, augment_shift=a.augment_shift,
-                     progress=not a.quiet)
+                     bias=a.bias, i_decay=a.i_decay, v_decay=a.v_decay, progress=not a.quiet,
+                     neuron=a.neuron)
     except ValueError as e:   # an architecture that does not fit the data's shape
         raise DeployError(f"cannot build the {a.arch} for {a.data}: {e}") from None
     checkpoint.save(ckpt, a.output)
@@ -91,6 +92,9 @@ def cmd_run(a) -> dict:
         print(f"  {c['layer']:<8} {c['neurons']:>5} neurons  {c['spikes']:>8} spikes  "
               f"rate {c['rate']:.3f}", file=sys.stderr)
     return r
+
+
+ENERGY_SAMPLES = 1000   # `ahsar energy`'s default: the first 1000 test samples
 
 
 def cmd_energy(a) -> dict:
@@ -264,7 +268,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava") -> None:
+def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava", samples: int | None = None) -> None:
     p.add_argument("build", help="build directory written by ahsar-export (run: or a lava-dl netx .net file)")
     p.add_argument("--backend", default=backend, help="lava (Loihi simulation), emulator (the build's chip "
                    "model, bit-exact integer: Loihi's or Xylo's), norse (float reference from model.nir) or "
@@ -273,7 +277,9 @@ def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava") -> None:
                    "emulator, which is bit-exact with Lava (XyloSim)"))
     p.add_argument("--data", default=None, metavar="NAME|FILE.npz",
                    help="test data: a built-in name or an .npz file (default: the build's dataset)")
-    p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    p.add_argument("--samples", type=int, default=samples,
+                   help=f"test samples (default: {samples or 'all'}" + (
+                       "; per-inference figures settle within a few hundred)" if samples else ")"))
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
 
 
@@ -292,14 +298,25 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
     p.add_argument("--data", default="digits", metavar="NAME|FILE.npz",
-                   help=f"built-in dataset ({', '.join(DATASETS)}) or an .npz file: x, y (or x_train, "
-                        f"y_train, x_test, y_test); x float intensities in [0, 1] or 0/1 spikes (N, T, ...)")
+                   help=f"built-in dataset ({', '.join(DATASETS)}; sdigits, smnist: images fed row by row "
+                        f"as binary spikes) or an .npz file: x, y (or x_train, y_train, x_test, y_test); "
+                        f"x float intensities in [0, 1] or 0/1 spikes (N, T, ...)")
     p.add_argument("--method", default="ahsar", choices=METHODS,
                    help="threshold method; '+ahsar' adds the AHSAR regulator")
-    p.add_argument("--arch", default="mlp", choices=ARCHS)
+    p.add_argument("--arch", default="mlp", choices=ARCHS,
+                   help="mlp, cnn, or rnn (hidden dense layers with recurrent weights; e.g. --data smnist)")
     p.add_argument("--hidden", default=None,
-                   help="hidden dense layer sizes, comma separated (default: mlp 128,64; "
+                   help="hidden dense layer sizes, comma separated (default: mlp 128,64; rnn 128; "
                         "cnn none after the convolutions)")
+    p.add_argument("--bias", action="store_true", help="mlp, rnn: a trainable bias per neuron (default off)")
+    p.add_argument("--i-decay", type=int, default=1024,
+                   help="current decay register 0..4096 of every layer, u *= 1 - i_decay/4096 (default 1024)")
+    p.add_argument("--v-decay", type=int, default=512,
+                   help="voltage decay register 0..4096 of every layer, v *= 1 - v_decay/4096 (default 512)")
+    p.add_argument("--neuron", default="loihi", choices=("loihi", "xylo"),
+                   help="neuron model trained: loihi (reset to zero, one spike per step; default) or xylo "
+                        "(Xylo Audio 2's: reset by subtraction, up to 31 events per step in hidden layers, 1 "
+                        "in the readout; mlp and rnn only; deploy with --target xylo-audio2)")
     p.add_argument("--channels", default="8,16", help="cnn: output channels per conv+pool stage")
     p.add_argument("--pool", default="sum", choices=("sum", "avg"), help="cnn: pooling kind")
     p.add_argument("--steps", type=int, default=None, help="time steps per sample (default 16; spike data: its own)")
@@ -331,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("energy", help="energy per inference from the target's spike counts")
-    _run_args(p, backend=None)
+    _run_args(p, backend=None, samples=ENERGY_SAMPLES)
     p.add_argument("--target", default=None,
                    help="energy model: loihi, loihi2 (estimate), truenorth, spinnaker, spinnaker2 (default: the build's "
                         "target); a xylo-audio2 build is priced by its own compute model only")

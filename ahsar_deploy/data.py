@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import DatasetError
 
-DATASETS = ("digits", "mnist", "fmnist")
+DATASETS = ("digits", "mnist", "fmnist", "sdigits", "smnist")
+SEQUENTIAL = {"sdigits": "digits", "smnist": "mnist"}   # sequential data set -> its images
 ENCODINGS = ("rate", "poisson", "latency", "direct")
 
 # Where `make install` puts the offline datasets (../shared/ENV.md, "Datasets, offline"):
@@ -318,12 +319,30 @@ def events_to_frames(src: str | Path, sensor_size: tuple[int, int, int], steps: 
     return out
 
 
+def sequential(ds: Dataset, name: str) -> Dataset:
+    """An image data set fed row by row, as spike data: image (1, H, W) -> spikes
+    (T = H steps, F = W inputs) uint8, row t at step t (top row first), pixel 1 where its
+    intensity > 1/2, else 0 (the binarised sequential MNIST of recurrent-SNN papers, e.g.
+    Bellec et al. 2018 "Long short-term memory and learning-to-learn in networks of
+    spiking neurons", which feed pixels; one row per step here). Same splits and labels
+    as `ds`; the result takes the spike path of load_file (steps = H, shape ())."""
+    if len(ds.shape) != 3 or ds.shape[0] != 1:
+        raise DatasetError(f"{ds.name}: row-by-row feeding needs 1-channel images (1, H, W), not {ds.shape}")
+    _, h, w = ds.shape
+    rows = lambda sp: Split((sp.x.reshape(-1, h, w) > 0.5).astype(np.uint8), sp.y)
+    return Dataset(name, w, ds.n_classes, rows(ds.train), rows(ds.val), rows(ds.test), steps=h)
+
+
 def load(name: "str | Path | Dataset") -> Dataset:
     """Load a dataset: a built-in name (DATASETS; nothing is downloaded), the path of an
-    .npz file (load_file), or a Dataset (from_arrays), returned as it is."""
+    .npz file (load_file), or a Dataset (from_arrays), returned as it is. sdigits and
+    smnist are digits and mnist fed row by row as binary spikes (sequential): (N, 8, 8)
+    and (N, 28, 28) uint8, T = rows, F = columns."""
     if isinstance(name, Dataset):
         return name
     name = str(name)
+    if name in SEQUENTIAL:
+        return sequential(load(SEQUENTIAL[name]), name)
     if name == "digits":
         from sklearn.datasets import load_digits
 

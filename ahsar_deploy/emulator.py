@@ -61,11 +61,20 @@ def _chunked(fn):
     return wrapper
 
 
+def _zero_reset(layer: Layer) -> None:
+    """Loihi's neuron resets v to zero; a layer trained with another reset (Xylo's
+    subtraction, exporters/xylo.py) must not run here as if it did."""
+    if layer.reset != "zero":
+        raise ValueError(f"{layer.name}: reset {layer.reset!r}; this emulator models Loihi's reset to "
+                         f"zero (use exporters.xylo.run_float / run_emulator for Xylo's neuron)")
+
+
 @_chunked
 def layer_float(layer: Layer, x: np.ndarray, ranges: dict | None = None) -> np.ndarray:
     """Float CUBA-LIF layer on spikes x (N, T, n_in) -> spikes (N, T, n_out) bool.
     ranges: if a dict, its "u" and "v" become the largest |u| and |v| (v before reset) seen,
     in the layer's float units (passes/calibrate.py keeps the integer states in range)."""
+    _zero_reset(layer)
     cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0
@@ -128,6 +137,7 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
     events: if a dict, "u_wrap" and "v_saturate" are increased by the neuron-steps where
     the 24-bit current wrapped and the voltage was clipped (passes/fidelity.py).
     Raises ValueError for a layer that is not quantized."""
+    _zero_reset(layer)
     if layer.vth is None:
         raise ValueError(f"{layer.name}: not quantized")
     m = target.state_max

@@ -36,7 +36,12 @@ class Layer:
     threshold: np.ndarray         # dense (n_out,) / conv (C_out,) float64 (after fold: all equal)
     i_decay: int                  # Loihi current decay register + 1, 0..4096
     v_decay: int                  # Loihi voltage decay register, 0..4096
-    reset: str = "zero"           # v <- 0 after a spike; u untouched
+    # reset "zero": s = v > threshold, v <- 0 where s, u untouched, one spike per step at
+    # most (Loihi; snn.py "loihi"). "subtract": n = clamp(floor(v / threshold), 0,
+    # max_events) events per step, v <- v - n * threshold (Xylo's neuron, exporters/xylo.py
+    # docstring step 4; snn.py "xylo"); the next layer and `recurrent` receive the count n,
+    # each event with its weight. Only Xylo deploys "subtract" (the Loihi export refuses it).
+    reset: str = "zero"
     regulated: bool = False       # an AHSAR-regulated hidden layer
     train_rate: float | None = None  # mean firing rate of the float model (test split)
     kind: str = "dense"
@@ -54,10 +59,17 @@ class Layer:
     # per neuron (n_out,), added to v every step, v[t] = dv*v[t-1] + u[t] + b (Loihi's
     # neuron bias); in the layer's float units, or integer units once quantized. None: 0.
     bias: np.ndarray | None = None
+    # the most events a neuron emits per step: 1 with reset "zero"; with "subtract" 1..31
+    # (Xylo: 31 for hidden neurons, 1 for output neurons)
+    max_events: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: layer kind {self.kind!r}, expected one of {KINDS}")
+        if not ((self.reset == "zero" and self.max_events == 1)
+                or (self.reset == "subtract" and isinstance(self.max_events, int) and 1 <= self.max_events <= 31)):
+            raise UnsupportedLayerError(f"{self.name}: reset {self.reset!r} with up to {self.max_events!r} events "
+                                        f"per step; supported: 'zero' with 1, 'subtract' with 1..31")
         object.__setattr__(self, "stride", tuple(int(v) for v in self.stride))
         object.__setattr__(self, "padding", tuple(int(v) for v in self.padding))
         if self.in_shape is not None:

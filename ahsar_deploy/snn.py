@@ -1,12 +1,18 @@
-"""Feed-forward CUBA-LIF networks whose discrete-time update is Loihi's, in float.
+"""CUBA-LIF networks (feed-forward or with recurrent hidden layers) whose discrete-time
+update is Loihi's, in float.
 
 Per step, for a layer with integer decays i_decay, v_decay in [0, 4096] (Loihi's
 12-bit decay registers; lava/proc/lif/models.py, ../shared/HARDWARE.md section 1):
 
-    u[t] = (1 - i_decay/4096) * u[t-1] + W x[t]        (W: dense or convolution)
-    v[t] = (1 - v_decay/4096) * v[t-1] + u[t]
+    u[t] = (1 - i_decay/4096) * u[t-1] + W x[t] + R s[t-1]   (W: dense or convolution)
+    v[t] = (1 - v_decay/4096) * v[t-1] + u[t] + b
     s[t] = v[t] > theta          (strict, as Lava's fixed-point LIF)
     v[t] = 0 where s[t]          (reset to zero; u is not reset)
+
+R (n_out, n_out): the optional recurrent weights of a dense layer (its own spikes, one
+step late; s[-1] = 0); b (n_out,): the optional per-neuron bias (Loihi's neuron bias),
+in the same units as W and theta. Both absent: R = 0, b = 0. These are exactly the
+fields `recurrent` and `bias` of ir.Layer.
 
 The fixed-point version truncates the decay products toward zero and scales state by
 64 (threshold << 6); see ahsar_deploy/emulator.py. The readout is the spike count of
@@ -25,6 +31,21 @@ METHODS, and "+ahsar" adds the AHSAR regulator (regulator.py) on top of any of t
   lambda = 1e-8 (Datta et al., arXiv 2212.10170; godatta/Ultra-Low-Latency-SNN).
   The readout keeps a fixed threshold (the paper's last layer is not a Hoyer layer).
 With AHSAR the effective threshold of a hidden layer is (method's threshold) * G * s_l.
+
+Neuron models (`neuron`, NEURONS; ahsar train --neuron): "loihi" (the default) is the
+model above, reset to zero and at most one spike per step. "xylo" is Xylo Audio 2's
+(exporters/xylo.py module docstring, step 4; xylosim src/v2/cpp/XyloIAFNeuron.cpp): with
+the same u and v updates, a neuron emits n events per step and resets by subtraction,
+
+    n[t] = clamp(floor(v[t] / theta), 0, cap),   v[t] -= n[t] * theta
+
+(the chip's "while v >= threshold and n < cap: n += 1, v -= threshold"), cap 31 for
+hidden layers and 1 for the readout (Xylo's output neurons). The next layer (and R)
+receive the count n[t], each event with its weight. Gradient: the method's surrogate
+of the first event (fast sigmoid of (v - theta)/theta, or rouser's) carries it,
+straight through to the count: n = s + (n - s).detach(). Rates are then events per
+neuron per step (what AHSAR regulates, its band included). Dense layers (mlp, rnn)
+with baseline or rouser thresholds (+ahsar) only: hoyer and convolutions are refused.
 """
 from __future__ import annotations
 
@@ -41,6 +62,9 @@ BASES = ("baseline", "rouser", "hoyer")
 METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
 ROUSER_INIT, ROUSER_S, ROUSER_TAU = 1.25, 1.5, 3.75
 HOYER_MOMENTUM, HOYER_LAMBDA = 0.1, 1e-8
+# neuron model -> reset, event cap per step of hidden layers and of the readout
+NEURONS = {"loihi": {"reset": "zero", "max_events": 1, "readout_max_events": 1},
+           "xylo": {"reset": "subtract", "max_events": 31, "readout_max_events": 1}}
 
 
 def split_method(method: str) -> tuple[str, bool]:
@@ -95,12 +119,29 @@ class CubaLIF(nn.Module):
 
     Buffers/parameters: theta_base (per neuron, per channel for convolutions; a
     parameter for rouser), and for hoyer v_th (trainable) and e_run (running extremum).
+    Dense layers only: recurrent=True adds `rec`, an nn.Linear(n, n) from the layer's
+    spikes at t-1 into its current at t (torch's default init); bias=True adds `bias`,
+    a trainable (n,) tensor added to v every step (init 0). Raises ValueError for either
+    on a convolution.
+    reset "subtract" with max_events (1..31): Xylo's multi-event neuron (module docstring,
+    dense layers, not hoyer); "zero" (max_events 1): reset to zero, one spike per step.
     """
 
     def __init__(self, syn: nn.Module, n_theta: int, i_decay: int, v_decay: int,
-                 base: str = "baseline", hoyer: bool = False):
+                 base: str = "baseline", hoyer: bool = False, recurrent: bool = False,
+                 bias: bool = False, reset: str = "zero", max_events: int = 1):
         super().__init__()
+        if (recurrent or bias) and not isinstance(syn, nn.Linear):
+            raise ValueError("recurrent weights and biases are for dense layers only")
+        if not ((reset == "zero" and max_events == 1) or (
+                reset == "subtract" and 1 <= max_events <= 31 and isinstance(syn, nn.Linear) and not hoyer)):
+            raise ValueError(f"reset {reset!r} with up to {max_events} events per step: supported are "
+                             f"'zero' with 1, and 'subtract' with 1..31 on dense, non-hoyer layers")
+        self.reset = reset
+        self.max_events = int(max_events)
         self.syn = syn
+        self.rec = nn.Linear(n_theta, n_theta, bias=False) if recurrent else None
+        self.bias = nn.Parameter(torch.zeros(n_theta)) if bias else None
         self.i_decay = int(i_decay)
         self.v_decay = int(v_decay)
         self.base = base
@@ -140,15 +181,21 @@ class CubaLIF(nn.Module):
         out = []
         self.hoyer_loss = cur.new_zeros(())
         for t in range(steps):
-            u = du * u + cur[:, t]
-            v = dv * v + u
+            i_t = cur[:, t] if self.rec is None or not out else cur[:, t] + self.rec(out[-1])
+            u = du * u + i_t
+            v = dv * v + u if self.bias is None else dv * v + u + self.bias
             if self.hoyer:
                 s = self._hoyer_step(v, theta)
             elif self.base == "rouser":
                 s = _RouserSpike.apply(v - theta)
             else:
                 s = _FastSigmoid.apply((v - theta) / theta)
-            v = v * (1.0 - s.detach())
+            if self.reset == "subtract":   # event count forward, the surrogate's gradient
+                n = torch.clamp(torch.floor(v.detach() / theta), 0, self.max_events)
+                s = s + (n - s.detach())
+                v = v - n * theta
+            else:
+                v = v * (1.0 - s.detach())
             out.append(s)
         return torch.stack(out, dim=1)
 
@@ -168,9 +215,18 @@ class CubaLIF(nn.Module):
 
 
 def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, v_decay: int,
-                 base: str) -> tuple[nn.ModuleList, list]:
+                 base: str, neuron: str = "loihi") -> tuple[nn.ModuleList, list]:
     """Layers from arch specs; returns (spiking layers, forward plan of ('lif', i) /
-    ('pool', mode, k) / ('flatten',), neurons per spiking layer) and checks every shape."""
+    ('pool', mode, k) / ('flatten',), neurons per spiking layer) and checks every shape.
+    neuron: a key of NEURONS (its reset and event caps go to every spiking layer)."""
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron model {neuron!r}: choose one of {', '.join(NEURONS)}")
+    nm = NEURONS[neuron]
+    if nm["reset"] != "zero" and any(s["type"] == "cuba_lif_conv" for s in specs):
+        raise ValueError(f"the {neuron} neuron is for dense layers (mlp, rnn); a cnn is not supported")
+    if nm["reset"] != "zero" and base == "hoyer":
+        raise ValueError(f"the {neuron} neuron does not take hoyer thresholds (their batch extremum "
+                         f"assumes 0/1 spikes): use baseline or rouser (+ahsar)")
     layers, plan, sizes = nn.ModuleList(), [], []
     shape = tuple(input_shape)
     spiking = [i for i, s in enumerate(specs) if s["type"].startswith("cuba_lif")]
@@ -178,11 +234,17 @@ def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, 
         kind = spec["type"]
         last = i == spiking[-1] if spiking else False
         hoyer = base == "hoyer" and not last
+        flags = {k: spec.get(k, False) for k in ("recurrent", "bias")}
+        if any(v and kind != "cuba_lif_dense" or not isinstance(v, bool) for v in flags.values()):
+            raise ValueError(f"layer {i}: 'recurrent' and 'bias' must be true or false, and only on "
+                             f"dense layers (got {flags} on {kind!r})")
         if kind == "cuba_lif_dense":
             if len(shape) != 1:
                 raise ValueError(f"layer {i}: dense layer needs a flat input, got {shape} (add a flatten)")
             syn = nn.Linear(shape[0], spec["n_out"], bias=False)
-            layers.append(CubaLIF(syn, spec["n_out"], i_decay, v_decay, base, hoyer))
+            if nm["reset"] != "zero":   # no extra arguments for loihi: its layers stay as they were
+                flags.update(reset=nm["reset"], max_events=nm["readout_max_events" if last else "max_events"])
+            layers.append(CubaLIF(syn, spec["n_out"], i_decay, v_decay, base, hoyer, **flags))
             shape = (spec["n_out"],)
         elif kind == "cuba_lif_conv":
             if len(shape) != 3:
@@ -214,8 +276,15 @@ def build_layers(input_shape: tuple[int, ...], specs: list[dict], i_decay: int, 
     return layers, plan, sizes
 
 
-def mlp_specs(sizes: list[int]) -> list[dict]:
-    return [{"type": "cuba_lif_dense", "n_in": a, "n_out": b} for a, b in zip(sizes[:-1], sizes[1:])]
+def mlp_specs(sizes: list[int], recurrent: bool = False, bias: bool = False) -> list[dict]:
+    """Dense layers sizes[0] -> ... -> sizes[-1]; recurrent: every hidden layer gets
+    recurrent weights (the readout stays feed-forward); bias: every layer a bias."""
+    specs = [{"type": "cuba_lif_dense", "n_in": a, "n_out": b} for a, b in zip(sizes[:-1], sizes[1:])]
+    for spec in specs[:-1] if recurrent else ():
+        spec["recurrent"] = True
+    for spec in specs if bias else ():
+        spec["bias"] = True
+    return specs
 
 
 def cnn_specs(channels: tuple[int, ...] = (8, 16), kernel: int = 5, pool: str = "sum_pool",
@@ -232,15 +301,19 @@ def cnn_specs(channels: tuple[int, ...] = (8, 16), kernel: int = 5, pool: str = 
 
 
 class SNN(nn.Module):
-    """Feed-forward CUBA-LIF network (MLP or CNN); hidden layers regulated by AHSAR if on.
+    """CUBA-LIF network (MLP, recurrent MLP or CNN); hidden layers regulated by AHSAR if on.
 
-    `sizes` builds an MLP; `input_shape` + `specs` any supported stack (cnn_specs).
+    `sizes` builds an MLP; `input_shape` + `specs` any supported stack (cnn_specs,
+    mlp_specs(..., recurrent=True) for recurrent hidden layers). neuron: "loihi" or "xylo"
+    (NEURONS, module docstring); ValueError for xylo with convolutions or hoyer.
     """
 
     def __init__(self, sizes: list[int] | None = None, i_decay: int = 1024, v_decay: int = 512,
                  method: str = "ahsar", ahsar: AHSARConfig | None = None,
-                 input_shape: tuple[int, ...] | None = None, specs: list[dict] | None = None):
+                 input_shape: tuple[int, ...] | None = None, specs: list[dict] | None = None,
+                 neuron: str = "loihi"):
         super().__init__()
+        self.neuron = neuron   # a key of NEURONS
         self.base, with_ahsar = split_method(method)
         if specs is None:
             if sizes is None or len(sizes) < 2:
@@ -250,7 +323,7 @@ class SNN(nn.Module):
         self.input_shape = tuple(input_shape)
         self.specs = [dict(s) for s in specs]
         self.layers, self._plan, sizes = build_layers(self.input_shape, self.specs, i_decay, v_decay,
-                                                      self.base)
+                                                      self.base, neuron)
         self.sizes = [math.prod(self.input_shape)] + sizes
         n_hidden = len(self.layers) - 1
         self.regulator = AHSAR(n_hidden, ahsar) if with_ahsar and n_hidden else None

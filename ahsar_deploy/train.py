@@ -13,10 +13,10 @@ from . import data as datamod
 from . import interrupts
 from .checkpoint import make_checkpoint
 from .regulator import AHSARConfig
-from .snn import SNN, cnn_specs, split_method
+from .snn import NEURONS, SNN, cnn_specs, mlp_specs, split_method
 
 log = logging.getLogger(__name__)
-ARCHS = ("mlp", "cnn")
+ARCHS = ("mlp", "cnn", "rnn")   # rnn: dense hidden layers with recurrent weights (snn.py)
 ROUSER_MIN_THETA = 0.05   # learnable thresholds are kept positive so they stay foldable
 
 
@@ -53,15 +53,24 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
           ahsar: AHSARConfig | None = None, theta0: float | None = None,
           channels: tuple[int, ...] = (8, 16), pool: str = "sum_pool",
           train_samples: int | None = None, lr_schedule: str = "constant",
-          augment_shift: int = 0, progress: bool = True) -> dict:
+          augment_shift: int = 0, bias: bool = False, i_decay: int = 1024, v_decay: int = 512,
+          progress: bool = True, neuron: str = "loihi") -> dict:
     """Train and return a checkpoint dict (see checkpoint.make_checkpoint).
 
     theta0 overrides the initial threshold of every layer (to start from badly chosen
     thresholds); train_samples limits the training split (for quick runs); lr_schedule
     "cosine" anneals the learning rate to 0 over the epochs (per batch); augment_shift > 0
     translates each training image by up to that many pixels per axis (data.shift).
+    arch "rnn": the hidden layers are dense with recurrent weights (snn.mlp_specs), the
+    readout dense and feed-forward; bias: a trainable per-neuron bias in every dense
+    layer (mlp, rnn; ValueError for cnn); i_decay, v_decay: Loihi's decay registers
+    0..4096 of every layer (snn.py), ValueError outside.
     data: a built-in name or an .npz file (data.load_file); steps: time steps per sample,
     default 16, or the file's own T for spike data (another value is refused).
+    neuron: "loihi" (reset to zero, one spike per step) or "xylo" (Xylo Audio 2's neuron:
+    reset by subtraction, up to 31 events per step in hidden layers, 1 in the readout;
+    snn.py NEURONS); xylo is for mlp and rnn, not cnn or hoyer (ValueError). With xylo,
+    rates (and AHSAR's band) are events per neuron per step.
     """
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}: constant or cosine")
@@ -78,15 +87,27 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     steps = ds.steps or steps or 16
     if ds.n_classes < 2:
         raise datamod.DatasetError(f"{ds.name}: one class only in the training labels; a classifier needs at least 2")
-    if arch != "mlp" and len(ds.shape) != 3:
+    if bias and arch == "cnn":
+        raise ValueError("--bias is for dense layers (mlp, rnn); the cnn has none")
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron model {neuron!r}: choose one of {', '.join(NEURONS)}")
+    if neuron != "loihi" and (arch == "cnn" or base == "hoyer"):
+        raise ValueError(f"--neuron {neuron} is for --arch mlp or rnn with baseline or rouser thresholds "
+                         f"(+ahsar), not {arch if arch == 'cnn' else 'hoyer'}")
+    for name, d in (("i_decay", i_decay), ("v_decay", v_decay)):
+        if not 0 <= d <= 4096:
+            raise ValueError(f"{name} {d} outside Loihi's decay range 0..4096")
+    if arch == "cnn" and len(ds.shape) != 3:
         raise datamod.DatasetError(f"{ds.name}: --arch {arch} needs images, x of shape (N, C, H, W) (or spikes "
                                    f"(N, T, C, H, W)); these samples have {ds.n_features} features, no shape")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if arch == "mlp":
-        model = SNN([ds.n_features, *hidden, ds.n_classes], method=method, ahsar=ahsar)
+    if arch != "cnn":
+        model = SNN(method=method, ahsar=ahsar, input_shape=(ds.n_features,), i_decay=i_decay,
+                    v_decay=v_decay, specs=mlp_specs([ds.n_features, *hidden, ds.n_classes],
+                                                     recurrent=arch == "rnn", bias=bias), neuron=neuron)
     else:
-        model = SNN(method=method, ahsar=ahsar, input_shape=ds.shape,
+        model = SNN(method=method, ahsar=ahsar, input_shape=ds.shape, i_decay=i_decay, v_decay=v_decay,
                     specs=cnn_specs(channels, pool=pool, hidden=hidden, n_classes=ds.n_classes,
                                     # 8x8 digits: 3x3 'same' kernels; 28x28: 5x5 'valid'
                                     **({"kernel": 3, "padding": 1} if ds.shape[1] < 16 else {})))
@@ -103,8 +124,9 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda b: 0.5 * (1 + np.cos(np.pi * b / total_batches))) if lr_schedule == "cosine"
         else (lambda b: 1.0))
-    log.info("training %s %s on %s (%d samples, %d steps, %s coding), %d epochs, seed %d",
-             arch, "-".join(map(str, model.sizes)), ds.name, len(y_tr), steps, encoding, epochs, seed)
+    log.info("training %s %s on %s (%d samples, %d steps, %s), %d epochs, seed %d",
+             arch, "-".join(map(str, model.sizes)), ds.name, len(y_tr), steps,
+             "spikes as given" if ds.steps is not None else f"{encoding} coding", epochs, seed)
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x_tr))
@@ -153,7 +175,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
                                   "train": {"arch": arch, "lr": lr, "batch": batch, "epochs": epochs,
                                             "theta0": theta0, "train_samples": len(y_tr),
                                             "lr_schedule": lr_schedule,
-                                            "augment_shift": augment_shift}})
+                                            "augment_shift": augment_shift, "bias": bias}})
 
 
 def ahsar_config(control: str | None = None) -> AHSARConfig | None:

@@ -49,6 +49,10 @@ W x[t] + R s[t-1], v[t] = dv v[t-1] + u[t] + b, spike v > th, v <- 0):
 - Semantic differences the chip imposes (recorded, never silent): reset by subtraction
   instead of to zero, several events per step (hidden, up to 31) weighted by their count,
   bit-shift instead of multiplicative decay, 16-bit saturating states.
+- A model trained with the chip's neuron (ahsar train --neuron xylo: IR layers with reset
+  "subtract", max_events 31 hidden / 1 readout, ir.py) has the first two itself: its float
+  reference (run_float) counts events n = clamp(floor(v/th), 0, max_events) and subtracts
+  n th, so fidelity() measures only quantization, decay rounding and saturation for it.
 """
 from __future__ import annotations
 
@@ -171,6 +175,12 @@ def _population(layer: Layer, t: XyloTarget, dash_syn_min: int, threshold_target
             "bias": bias, "dash_syn": dash_syn, "dash_mem": dash_mem, "record": record}
 
 
+def chip_caps(n_layers: int, t: XyloTarget = XYLO_AUDIO2) -> list[int]:
+    """Events per step the chip allows each IR layer of an n_layers graph: hidden 31 and
+    output 1 (2 layers), or output 1 (1 layer, on the output neurons)."""
+    return [t.max_hidden_spikes, t.max_output_spikes][-n_layers:]
+
+
 def to_xylo(graph: DeployGraph, target: XyloTarget = XYLO_AUDIO2, report: dict | None = None,
             threshold_target: int = THRESHOLD_TARGET) -> dict:
     """Quantize a float folded DeployGraph of 1 or 2 dense layers onto Xylo Audio 2.
@@ -242,9 +252,12 @@ def to_xylo(graph: DeployGraph, target: XyloTarget = XYLO_AUDIO2, report: dict |
         report.update({
             "target": t.name, "layers": records, "mapping": mapping,
             "differences": [
-                "reset by subtraction (IR: " + ", ".join(sorted({l.reset for l in layers})) + ")",
-                "hidden neurons emit up to 31 events per step, each delivered with its weight; "
-                "output neurons at most 1 per step",
+                *(["reset by subtraction (IR: " + ", ".join(sorted({l.reset for l in layers})) + ")"]
+                  if any(l.reset != "subtract" for l in layers) else []),
+                *(["hidden neurons emit up to 31 events per step, each delivered with its weight; "
+                   "output neurons at most 1 per step (IR: up to " + ", ".join(
+                       f"{l.max_events} ({l.name})" for l in layers) + ")"]
+                  if [l.max_events for l in layers] != chip_caps(len(layers), t) else []),
                 "bit-shift decay (floor, at least 1 per step) instead of multiplicative decay",
                 "16-bit saturating synaptic currents and membrane potentials",
                 "output spikes one step after the IR's last layer (aligned by run())",
@@ -485,6 +498,43 @@ def run(graph: DeployGraph, spec: dict, spikes: np.ndarray, backend: str = "xylo
     return layers if counts else [l > 0 for l in layers]
 
 
+def _layer_subtract(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """Float CUBA-LIF layer with reset by subtraction (ir.py, snn.py "xylo") on input
+    events x (N, T, n_in) -> event counts (N, T, n_out) uint8, in float64."""
+    cur = layer.synaptic_input(x)
+    du, dv = 1.0 - layer.i_decay / 4096.0, 1.0 - layer.v_decay / 4096.0
+    th = layer.neuron_thresholds()
+    rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
+    bias = 0.0 if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
+    u = np.zeros(cur[:, 0].shape)
+    v = np.zeros_like(u)
+    n = np.zeros_like(u)
+    out = np.zeros(cur.shape, dtype=np.uint8)
+    for t in range(cur.shape[1]):
+        u = du * u + (cur[:, t] if rec is None else cur[:, t] + n @ rec)
+        v = dv * v + u + bias
+        n = np.clip(np.floor(v / th), 0, layer.max_events)
+        v = v - n * th
+        out[:, t] = n
+    return out
+
+
+def run_float(graph: DeployGraph, spikes: np.ndarray) -> list[np.ndarray]:
+    """The float model of a graph on input spikes (N, T, F), each layer with its own reset
+    (Layer.reset, max_events): per-layer event counts (N, T, n_out) uint8, 0/1 for layers
+    that reset to zero (ahsar_deploy.emulator.layer_float, to which a graph without a
+    "subtract" layer is left whole). The reference of fidelity()."""
+    from ahsar_deploy.emulator import layer_float
+    from ahsar_deploy.emulator import run as run_ir
+    if all(l.reset == "zero" for l in graph.layers):
+        return [s.astype(np.uint8) for s in run_ir(graph, spikes, integer=False)]
+    out, h = [], np.asarray(spikes)
+    for layer in graph.layers:
+        h = _layer_subtract(layer, h) if layer.reset == "subtract" else layer_float(layer, h).astype(np.uint8)
+        out.append(h)
+    return out
+
+
 # ----------------------------------------------------------------------------- builds
 SPEC_FILE = "xylo_spec.npz"    # the spec in a build directory (save_spec / load_spec)
 
@@ -496,21 +546,31 @@ def run_build(build_dir: str | Path, graph: DeployGraph, spikes: np.ndarray, bac
     return run(graph, load_spec(Path(build_dir) / SPEC_FILE), spikes, backend)
 
 
-def _agreement_findings(free: dict, n: int) -> list[dict]:
+def _agreement_findings(free: dict, n: int, chip_neuron: bool = False) -> list[dict]:
     """A "prediction divergence" finding when the free-running chip and float networks
-    disagree (thresholds of passes/fidelity.py), naming the chip's semantic differences."""
+    disagree (thresholds of passes/fidelity.py), naming the chip's semantic differences
+    (chip_neuron: the model was trained with the chip's reset and events, so the causes
+    left are quantization and decay rounding)."""
     from ahsar_deploy.passes.fidelity import PREDICTION_AGREEMENT, SPIKE_AGREEMENT
     agree = free["prediction_agreement"]
     worst = min(free["layers"], key=lambda l: l["spike_agreement"])
     if agree >= PREDICTION_AGREEMENT and worst["spike_agreement"] >= SPIKE_AGREEMENT:
         return []
+    causes = ("8-bit weights, integer thresholds, bit-shift decay; the model was trained with the chip's "
+              "reset and events" if chip_neuron else
+              "reset by subtraction, several events per step, bit-shift decay")
+    fix = ("what is left is 8-bit weight rounding and near-ties between output counts (at most one event "
+           "per output neuron per step): more time steps or a larger margin between classes make the "
+           "prediction robust; decay rounding and clipping, where present, are findings of their own"
+           if chip_neuron else
+           "retrain with --neuron xylo (the chip's reset and events), or for lower firing rates (a higher "
+           "threshold, AHSAR's band), so that fewer steps leave a residue or carry several events; or deploy "
+           "to loihi, which resets to zero as trained")
     return [{"layer": worst["layer"], "cause": "prediction divergence", "size": round(1 - agree, 4),
              "detail": f"run free on the {n} calibration inputs, Xylo predicts another class than the float "
                        f"model on {1 - agree:.1%} of samples and {worst['layer']}'s spikes agree on "
-                       f"{worst['spike_agreement']:.1%} of neuron-steps (reset by subtraction, several "
-                       f"events per step, bit-shift decay)",
-             "fix": "retrain for lower firing rates (a higher threshold, AHSAR's band), so that fewer steps "
-                    "leave a residue or carry several events; or deploy to loihi, which resets to zero as trained"}]
+                       f"{worst['spike_agreement']:.1%} of neuron-steps ({causes})",
+             "fix": fix}]
 
 
 def _decay_findings(report: dict) -> list[dict]:
@@ -529,27 +589,33 @@ def _decay_findings(report: dict) -> list[dict]:
 
 def fidelity(graph: DeployGraph, folded: DeployGraph, spec: dict, x_cal: np.ndarray,
              val: np.ndarray, val_y: np.ndarray | None, report: dict) -> dict:
-    """The calibration record of a Xylo build: the float model against the chip's integer
-    model (run_emulator, equal to XyloSim event for event) on the same inputs.
+    """The calibration record of a Xylo build: the float model (run_float: each layer with
+    its own reset and event cap) against the chip's integer model (run_emulator, equal to
+    XyloSim event for event) on the same inputs.
 
     graph: the imported float model; folded: it after fold, which to_xylo quantized into
     spec (report: to_xylo's). x_cal (N, T, F), val (M, T, F) 0/1 spikes; val_y (M,) labels
     or None. Returns (JSON-ready) {"validation_accuracy": {"float", "folded", "xylo"} (None
     without labels), "validation_agreement": passes.fidelity.compare(float, Xylo) on val,
-    "fidelity": {"layers": per layer free-running spike agreement and, for the hidden
-    population, neuron-steps with more than one event, "free_running": compare() on x_cal,
+    "fidelity": {"layers": per layer free-running spike agreement, event-count agreement
+    and, for the hidden population, neuron-steps with more events than the layer's
+    max_events (a model trained with --neuron xylo has the chip's 31: none),
+    "free_running": compare() on x_cal,
     "saturations": int16 saturations counted by the emulator, "findings": [{"layer",
     "cause", "size", "detail", "fix"}]}}. Findings: decay rounding, weights clipped,
     state saturation, multi-event steps, prediction divergence."""
-    from ahsar_deploy.emulator import run as run_ir
     from ahsar_deploy.passes.fidelity import compare
     names = [l.name for l in folded.layers]
     ev = {"i_syn_saturated": 0, "v_mem_saturated": 0}
     chip = run(folded, spec, x_cal, "emulator", counts=True, events=ev)
-    free = compare(run_ir(folded, x_cal, integer=False), [c > 0 for c in chip], names)
-    multi = [int(np.count_nonzero(c > 1)) if i < len(chip) - 1 else 0 for i, c in enumerate(chip)]
-    layers = [{"layer": n, "free_agreement": l["spike_agreement"], "multi_event_steps": m,
-               "neuron_steps": int(c.size)} for n, l, m, c in zip(names, free["layers"], multi, chip)]
+    ref = run_float(folded, x_cal)
+    free = compare([r > 0 for r in ref], [c > 0 for c in chip], names)
+    # multi-event steps are a difference only where the model was trained with fewer events
+    multi = [int(np.count_nonzero(c > l.max_events)) if i < len(chip) - 1 else 0
+             for i, (c, l) in enumerate(zip(chip, folded.layers))]
+    layers = [{"layer": n, "free_agreement": l["spike_agreement"],
+               "free_event_agreement": float(np.mean(r == c)), "multi_event_steps": m,
+               "neuron_steps": int(c.size)} for n, l, m, c, r in zip(names, free["layers"], multi, chip, ref)]
     findings = _decay_findings(report)
     findings += [{"layer": r["layer"], "cause": "weight clipping", "size": r["weights_clipped"],
                   "detail": f"{r['weights_clipped']} weights clipped to int8 at the largest shift",
@@ -564,10 +630,13 @@ def fidelity(graph: DeployGraph, folded: DeployGraph, spec: dict, x_cal: np.ndar
     findings += [{"layer": l["layer"], "cause": "multi-event steps", "size": l["multi_event_steps"],
                   "detail": f"{l['multi_event_steps']} of {l['neuron_steps']} neuron-steps emit several events "
                             f"(each delivered with its weight; the float model spikes at most once)",
-                  "fix": "retrain with lower firing rates (a higher threshold or AHSAR's band)"}
+                  "fix": "retrain with --neuron xylo (the chip's events), or with lower firing rates (a "
+                         "higher threshold or AHSAR's band)"}
                  for l in layers if l["multi_event_steps"]]
-    findings += _agreement_findings(free, len(x_cal))
-    runs = {"float": run_ir(graph, val, integer=False), "folded": run_ir(folded, val, integer=False),
+    chip_neuron = [l.max_events for l in folded.layers] == chip_caps(len(folded.layers)) and all(
+        l.reset == "subtract" for l in folded.layers)
+    findings += _agreement_findings(free, len(x_cal), chip_neuron)
+    runs = {"float": [r > 0 for r in run_float(graph, val)], "folded": [r > 0 for r in run_float(folded, val)],
             "xylo": run(folded, spec, val, "emulator")}
     acc = {k: None if val_y is None else float(np.mean(r[-1].sum(axis=1).argmax(axis=1) == val_y))
            for k, r in runs.items()}

@@ -92,3 +92,21 @@ def test_shift_translates_each_image_within_bounds():
     assert data.shift(x, (1, 9, 9), 0, rng) is x
     with pytest.raises(DatasetError, match="image"):
         data.shift(x, (), 1, rng)
+
+
+@pytest.mark.parametrize("name, images, rows", [("sdigits", "digits", 8), ("smnist", "mnist", 28)])
+def test_sequential_datasets_feed_binary_rows_in_order(name, images, rows):
+    """sdigits / smnist: each image fed row by row (row t at step t, top first), one input
+    per column, a spike where the intensity > 1/2; splits and labels as the images'."""
+    seq, img = data.load(name), data.load(images)
+    assert (seq.steps, seq.n_features, seq.shape, seq.n_classes) == (rows, rows, (), 10)
+    for s, i in ((seq.train, img.train), (seq.val, img.val), (seq.test, img.test)):
+        assert s.x.shape == (len(i.y), rows, rows) and s.x.dtype == np.uint8
+        np.testing.assert_array_equal(s.y, i.y)
+    x, pix = seq.test.x[:50], img.test.x[:50].reshape(-1, rows, rows)
+    assert set(np.unique(x)) == {0, 1}
+    np.testing.assert_array_equal(x, pix > 0.5)                   # x[n, t, c] = pixel (row t, column c)
+    assert 0 < x.mean() < 0.5
+    np.testing.assert_array_equal(data.encode(seq.test.x[:5], rows, "latency"), seq.test.x[:5])   # as spike data
+    with pytest.raises(DatasetError, match="model runs 2"):
+        data.encode(seq.test.x[:5], 2)
