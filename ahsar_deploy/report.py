@@ -140,7 +140,7 @@ def _calibration_section(c: dict | None) -> str:
            f"{c.get('validation_samples')} validation samples.</p>",
            _table(["stage", *[k for k in va if k != "chosen"]],
                   [["validation accuracy", *[_pct(v) for k, v in va.items() if k != "chosen"]]]),
-           f"<p>Chosen: {html.escape(str(va.get('chosen')))}.</p>"]
+           f"<p>Chosen: {html.escape(str(va.get('chosen')))}.</p>" if va.get("chosen") else ""]
     ag = c.get("validation_agreement") or {}
     if ag:
         out.append(f"<p>Float source model vs build on the validation samples: same prediction on "
@@ -198,6 +198,11 @@ def _energy_section(e: dict | None) -> str:
            f"backend's spikes: {e.get('samples')} samples x {e.get('steps')} steps, run accuracy "
            f"{_pct(e.get('accuracy'))}.</p>",
            _table(["layer", "neurons", "rate on target", "training rate", "AHSAR band", "sparsity check"], rows)]
+    if "cycles_per_step" in e:   # a Xylo build: the chip's compute model, no joules (exporters/xylo.py)
+        return "".join(out) + (
+            f"<p>{float(e['cycles_per_step']):,.0f} cycles per step at the measured activity (worst case "
+            f"{float(e.get('cycles_per_step_worst_case') or 0):,.0f}), {1e6 * float(e.get('compute_s_per_step') or 0):.1f} us "
+            f"per step at {float(e.get('clock_hz') or 0) / 1e6:.0f} MHz. Priced: {html.escape(str(e.get('priced')))}.</p>")
     tr = []
     for t in e.get("targets") or []:
         est = " (estimate)" if "ESTIMATE" in str(t.get("note", "")) else ""
@@ -228,10 +233,10 @@ def render(build: str | Path, sample: int = 0) -> tuple[str, list[str]]:
     graph, manifest = load(build)
     problems: list[str] = []
     rs = {}
-    for b in ("lava", "emulator", "norse"):
-        r = _read_json(build / f"run-{b}.json", problems)
+    for f in sorted(build.glob("run-*.json")):
+        r = _read_json(f, problems)
         if isinstance(r, dict):
-            rs[b] = r
+            rs[f.stem[len("run-"):]] = r
     energy = _read_json(build / "energy.json", problems)
     energy = energy if isinstance(energy, dict) else None
     calib = _read_json(build / "calibration.json", problems)
@@ -245,7 +250,7 @@ def render(build: str | Path, sample: int = 0) -> tuple[str, list[str]]:
     names = [l.name for l in graph.layers]
     parts.append("<h2>Spikes</h2>")
     cache = None
-    for b in ("lava", "emulator"):
+    for b in ("lava", "xylosim", "emulator"):
         try:
             cache = runs.load(build, b, graph)
         except ValueError as e:

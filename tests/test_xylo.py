@@ -371,6 +371,11 @@ def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli):
     assert [c["layer"] for c in rep["sparsity_check"]] == ["layer0", "layer1"]
     assert "own compute model" in _error_line(cli("energy", b, "--target", "loihi", "-q"))
 
+    assert cli("report", b, "-q").returncode == 0                       # the page shows what Xylo has
+    page = (b / "report.html").read_text()
+    assert "<td>xylosim</td>" in page and "<td>emulator</td>" in page and "cycles per step" in page
+    assert page.count('src="data:image/png') == 2                   # raster and rates (no energy.png)
+
 
 def test_cli_strict_refuses_decay_rounding_and_writes_nothing(xylo_data, make_ckpt, tmp_path, cli):
     """i_decay 410 (keep 0.9) has no exact bit-shift decay: a warning without --strict, and
