@@ -134,3 +134,17 @@ def lava_equals_emulator():
 def lava_equals_emulator_many():
     """lava_equals_emulator_many([(build_dir, graph, x), ...]) -> emulator spikes per case."""
     return _lava_equals_emulator_many
+
+
+def _error_line(proc) -> str:
+    """The CLI's one error line of a failed command (warnings may precede it)."""
+    assert proc.returncode == 1, proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if ": error: " in l]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def error_line():
+    """error_line(completed_process) -> the one ': error: ' line; asserts exit 1 and one such line."""
+    return _error_line

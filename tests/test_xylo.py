@@ -320,15 +320,7 @@ def _json(proc):
     return json.loads(proc.stdout)
 
 
-def _error_line(proc) -> str:
-    """The CLI's one error line (warnings may precede it)."""
-    assert proc.returncode == 1, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if ": error: " in l]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
-
-
-def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli):
+def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli, error_line):
     """export -> xylo_spec.npz + manifest + calibration record; xylosim and the emulator give
     the same predictions and the same spikes on every layer; lava refused; energy priced
     in cycles only."""
@@ -360,7 +352,7 @@ def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli):
         np.testing.assert_array_equal(a, e)
     assert any(s.any() for s in caches[0].spikes)
 
-    line = _error_line(cli("run", b, "--backend", "lava", "-q"))
+    line = error_line(cli("run", b, "--backend", "lava", "-q"))
     assert "xylo-audio2" in line and "--backend xylosim or emulator" in line
 
     rep = _json(cli("energy", b, "-q", "--json"))
@@ -369,7 +361,7 @@ def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli):
     assert rep["dynamic_j_per_inference"] is None and "no joules" in rep["priced"]
     assert json.loads((b / "energy.json").read_text())["cycles_per_step"] == rep["cycles_per_step"]
     assert [c["layer"] for c in rep["sparsity_check"]] == ["layer0", "layer1"]
-    assert "own compute model" in _error_line(cli("energy", b, "--target", "loihi", "-q"))
+    assert "own compute model" in error_line(cli("energy", b, "--target", "loihi", "-q"))
 
     assert cli("report", b, "-q").returncode == 0                       # the page shows what Xylo has
     page = (b / "report.html").read_text()
@@ -377,7 +369,7 @@ def test_cli_export_run_both_backends_energy(xylo_data, tmp_path, cli):
     assert page.count('src="data:image/png') == 2                   # raster and rates (no energy.png)
 
 
-def test_cli_strict_refuses_decay_rounding_and_writes_nothing(xylo_data, make_ckpt, tmp_path, cli):
+def test_cli_strict_refuses_decay_rounding_and_writes_nothing(xylo_data, make_ckpt, tmp_path, cli, error_line):
     """i_decay 410 (keep 0.9) has no exact bit-shift decay: a warning without --strict, and
     with it a one-line refusal naming the layer and the rounding; no build, no temporary
     directory left behind."""
@@ -385,7 +377,7 @@ def test_cli_strict_refuses_decay_rounding_and_writes_nothing(xylo_data, make_ck
     checkpoint.save(make_ckpt([8, 16, 8], steps=8, i_decay=410), tmp_path / "m.pt")
     out = tmp_path / "builds"
     args = ("export", tmp_path / "m.pt", "--target", "xylo-audio2", "--data", xylo_data / "sd8.npz", "-q")
-    line = _error_line(cli(*args, "-o", out / "strict", "--strict"))
+    line = error_line(cli(*args, "-o", out / "strict", "--strict"))
     assert "--strict: layer0: decay rounding" in line and "dash_syn 3 (keep 0.875)" in line
     assert not out.exists() or list(out.iterdir()) == []
     ok = cli(*args, "-o", out / "b")
@@ -393,12 +385,12 @@ def test_cli_strict_refuses_decay_rounding_and_writes_nothing(xylo_data, make_ck
     assert sorted(p.name for p in out.iterdir()) == ["b"]
 
 
-def test_cli_refuses_network_over_a_limit(make_ckpt, tmp_path, cli):
+def test_cli_refuses_network_over_a_limit(make_ckpt, tmp_path, cli, error_line):
     """64 inputs (digits) are over Xylo's 16: one line naming the limit, no build directory."""
     from ahsar_deploy import checkpoint
     checkpoint.save(make_ckpt([64, 20, 8]), tmp_path / "wide.pt")
     out = tmp_path / "builds"
-    line = _error_line(cli("export", tmp_path / "wide.pt", "--target", "xylo-audio2", "-o", out / "b", "-q"))
+    line = error_line(cli("export", tmp_path / "wide.pt", "--target", "xylo-audio2", "-o", out / "b", "-q"))
     assert "64 input channels" in line and "16" in line
     assert not out.exists() or list(out.iterdir()) == []
 

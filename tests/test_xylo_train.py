@@ -103,13 +103,6 @@ def xylo_trained(tmp_path_factory):
     return d
 
 
-def _error_line(proc) -> str:
-    assert proc.returncode == 1, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if ": error: " in l]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
-
-
 def test_trained_xylo_model_deploys_close_to_float(xylo_trained, tmp_path, cli):
     """Exported to xylo-audio2 and run on XyloSim over the whole test split (289 samples):
     accuracy within 2 pp of the float model's, and the same class on >= 90 % of samples
@@ -153,18 +146,18 @@ def test_trained_xylo_model_deploys_close_to_float(xylo_trained, tmp_path, cli):
     assert r["source"]["prediction_agreement"] == float(np.mean(ref == pred_sim))
 
 
-def test_loihi_export_refuses_xylo_model(xylo_trained, tmp_path, cli):
+def test_loihi_export_refuses_xylo_model(xylo_trained, tmp_path, cli, error_line):
     out = tmp_path / "builds"
-    line = _error_line(cli("export", xylo_trained / "model.pt", "--target", "loihi", "-o", out / "b", "-q"))
+    line = error_line(cli("export", xylo_trained / "model.pt", "--target", "loihi", "-o", out / "b", "-q"))
     assert "--target xylo-audio2" in line and "--neuron loihi" in line and "subtraction" in line
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_train_refuses_cnn_and_hoyer_with_xylo_neuron(tmp_path, cli):
-    line = _error_line(cli("train", "--arch", "cnn", "--neuron", "xylo", "--epochs", "1", "-q", "-o",
+def test_train_refuses_cnn_and_hoyer_with_xylo_neuron(tmp_path, cli, error_line):
+    line = error_line(cli("train", "--arch", "cnn", "--neuron", "xylo", "--epochs", "1", "-q", "-o",
                            tmp_path / "m.pt"))
     assert "--neuron xylo" in line and "cnn" in line
-    line = _error_line(cli("train", "--method", "hoyer", "--neuron", "xylo", "--epochs", "1", "-q", "-o",
+    line = error_line(cli("train", "--method", "hoyer", "--neuron", "xylo", "--epochs", "1", "-q", "-o",
                            tmp_path / "m.pt"))
     assert "--neuron xylo" in line and "hoyer" in line
     assert not (tmp_path / "m.pt").exists()
