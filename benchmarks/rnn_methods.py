@@ -17,9 +17,9 @@ per inference; plots deployed accuracy against energy (rnn_methods.png). Same as
 CPU budget, measured on the shared 2-core machine (one torch thread per worker, two
 workers, other jobs running), H = 128: the default (--train-samples 20000, --epochs 6,
 12 runs of 1-3 min each, deployment included) took 8 to 14 min as other jobs came and
-went; a full-data epoch (55 000 samples, validation included) takes 50-130 s depending on load, so full data x 20 epochs (the recipe of the
-headline checkpoint: 97.0 % float test accuracy, 27 min) is about 4-5 hours for the 12
-runs. Runs are cached in
+went; a full-data epoch (55 000 samples, validation included) takes 50-130 s depending
+on load, so full data x 20 epochs (the recipe of the headline checkpoint: 97.0 % float
+test accuracy, 27 min) is about 4-5 hours for the 12 runs. Runs are cached in
 benchmarks/results/rnn_methods.json (delete it to start over), so an interrupted
 benchmark resumes; writes rnn_methods.md (table) and rnn_methods.png. Deploying adds
 about 15 s per run.
