@@ -11,7 +11,9 @@ not powers of two (e.g. 819/4096) give 1/tau inexactly, and a tie may then split
 A layer without voltage leak (v_decay 0) is an IF node in model.nir (i_decay 4096), which
 norse runs as IAFCell (v += input, per step: exact), or LI -> IF (i_decay < 4096), which
 norse's from_nir cannot run (it maps no LI node): such a build is refused with a
-BackendError naming the layer, rather than run wrongly.
+BackendError naming the layer, rather than run wrongly. So is a CubaLIF whose bias is
+written as v_leak (exporters/nir.py, a layer with a voltage leak and a bias): norse's
+from_nir feeds v_leak into the synaptic current as well, a different model.
 
 NIR types carry no batch dimension, so a Flatten with start_dim=0 flattens one sample;
 norse hands start_dim to torch.nn.Flatten unchanged, which would flatten the batch too.
@@ -42,6 +44,11 @@ def load_module(nir_path: str | Path):
             raise BackendError(f"norse: layer {layer!r} (node {k!r}) has a synaptic current but no voltage "
                                "leak (v_decay 0), written to model.nir exactly as LI -> IF, and norse's "
                                "from_nir cannot run an LI node; use --backend emulator or lava")
+        if isinstance(node, nir.CubaLIF) and np.any(np.asarray(node.v_leak) != 0):
+            layer = node.metadata.get("layer", k) if isinstance(node.metadata, dict) else k
+            raise BackendError(f"norse: layer {layer!r} (node {k!r}) has a bias written as v_leak, which "
+                               "norse's from_nir also adds to the synaptic current (norse/torch/utils/"
+                               "import_nir.py), so it would run another model; use --backend emulator or lava")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)     # nirtorch's deprecation notice for norse's load()

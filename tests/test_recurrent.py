@@ -192,6 +192,14 @@ def test_recurrent_model_nir_in_norse_equals_float_model(tmp_path, hand_build):
     for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
     assert all(w.sum() > 20 for w in want)
+    # a bias on a layer with current memory and a voltage leak is written as v_leak, which
+    # norse's from_nir also feeds into the current: refused in one line, never run wrongly
+    g = _graph(l0.with_(bias=rng.integers(1, 9, 6)), l1, steps=12)
+    nir_exporter.write(g, tmp_path / "leak.nir")
+    from ahsar_deploy.errors import BackendError
+    with pytest.raises(BackendError, match=r"layer 'a' .*v_leak.*--backend emulator or lava") as e:
+        norse_backend.run_nir(tmp_path / "leak.nir", x)
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("i_decay,v_decay", [(1024, 512), (4096, 1024), (1024, 2048), (4096, 0), (1024, 0)])
