@@ -53,7 +53,7 @@ $(MNIST):
 PIP     = $(BIN)/pip install -q 2> >(grep -v "is ignored: it is neither" >&2)
 
 $(STAMP): pyproject.toml Makefile
-	@echo "== installing into $(VENV) (first run only; about a minute)"
+	@echo "== installing into $(VENV) (first run only; about three minutes)"
 	@start=$$(date +%s); \
 	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
 	$(PIP) --upgrade pip && \
