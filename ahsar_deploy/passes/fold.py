@@ -1,8 +1,9 @@
 """Fold per-neuron / per-layer thresholds into one shared threshold per layer.
 
-METHODS.md section 5: with reset to zero, scaling a neuron's threshold, incoming
-weights, bias and state by the same positive factor leaves every spike time unchanged,
-for any current and voltage decay. Neuron i's incoming weights are scaled by
+METHODS.md section 5: with reset to zero (and equally with reset by subtraction of the
+threshold, Xylo's neuron), scaling a neuron's threshold, incoming weights, bias and state
+by the same positive factor leaves every spike time and event count unchanged, for any
+current and voltage decay. Neuron i's incoming weights are scaled by
 theta_ref / theta_i, with theta_ref = 1 for every layer; for a convolution the
 threshold is per output channel and channel c's kernel is scaled by theta_ref / theta_c.
 A recurrent layer's incoming recurrent weights (row i of Layer.recurrent) and its bias
