@@ -203,9 +203,9 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: f
     Xylo build XyloSim's, else the emulator's), the others run on that backend (the
     emulator, bit-exact with Lava and with XyloSim, when nothing is cached) and added to its cache.
     Returns (spikes, the backend they came from); the log names the file and the counts."""
+    import hw_targets
     keys = runs.sample_keys(xs)
     best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
-    import hw_targets
     for b in [backend] if backend else ["xylosim" if hw_targets.is_xylo(graph.target) else "lava", "emulator"]:
         c = _load_cache(build, b, graph)
         r = runs.lookup(c, keys)

@@ -155,7 +155,7 @@ def _calibration_section(c: dict | None) -> str:
     return "".join(out)
 
 
-def _runs_section(build: Path, rs: dict[str, dict]) -> str:
+def _runs_section(rs: dict[str, dict]) -> str:
     if not rs:
         return "<p class=note>No runs yet: <code>ahsar run BUILD --backend emulator|lava|norse</code>.</p>"
     rows = []
@@ -243,7 +243,7 @@ def render(build: str | Path, sample: int = 0) -> tuple[str, list[str]]:
     parts = [f"<h1>ahsar-deploy report: {html.escape(build.resolve().name)}</h1>",
              "<h2>Model and source</h2>", _model_section(manifest),
              "<h2>Calibration and fidelity</h2>", _calibration_section(calib if isinstance(calib, dict) else None),
-             "<h2>Accuracy per backend</h2>", _runs_section(build, rs),
+             "<h2>Accuracy per backend</h2>", _runs_section(rs),
              "<h2>Rates, sparsity and energy</h2>", _energy_section(energy)]
     if (build / "energy.png").is_file():
         parts.append(_img((build / "energy.png").read_bytes(), "rates, energy by operation, SNN vs ANN"))

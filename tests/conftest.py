@@ -148,3 +148,20 @@ def _error_line(proc) -> str:
 def error_line():
     """error_line(completed_process) -> the one ': error: ' line; asserts exit 1 and one such line."""
     return _error_line
+
+
+@pytest.fixture(scope="session")
+def sdigits8(tmp_path_factory):
+    """sdigits (8x8 digits fed row by row: 8 inputs, 8 steps) restricted to classes 0..7,
+    so a readout fits Xylo's 8 output neurons: the path of an .npz with x_/y_ train, val, test."""
+    import numpy as np
+
+    from ahsar_deploy import data
+    ds = data.load("sdigits")
+    arrays = {}
+    for split in ("train", "val", "test"):
+        sp = getattr(ds, split)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = sp.x[sp.y < 8].astype(np.uint8), sp.y[sp.y < 8]
+    path = tmp_path_factory.mktemp("sdigits8") / "sd8.npz"
+    np.savez(path, **arrays)
+    return path

@@ -1,5 +1,7 @@
 """Xylo Audio 2 backend (exporters/xylo.py): the numpy emulator equals rockpool's XyloSim
 event for event, to_xylo's quantization by hand, and one-line refusals of every limit."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -296,19 +298,13 @@ def test_spec_ranges_checked():
 
 # ------------------------------------------------------------------ the CLI: export, run, energy
 @pytest.fixture(scope="module")
-def xylo_data(tmp_path_factory):
-    """sdigits (8x8 digits fed row by row: 8 inputs, 8 steps) restricted to classes 0..7 so
-    the readout fits Xylo's 8 output neurons, and an 8-32-8 model trained on it briefly.
+def xylo_data(tmp_path_factory, sdigits8):
+    """sdigits classes 0..7 (conftest.sdigits8) and an 8-32-8 model trained on it briefly.
     Returns the folder holding sd8.npz and model.pt."""
-    from ahsar_deploy import checkpoint, data
+    from ahsar_deploy import checkpoint
     from ahsar_deploy.train import train
     d = tmp_path_factory.mktemp("xylo")
-    ds = data.load("sdigits")
-    arrays = {}
-    for split in ("train", "val", "test"):
-        sp = getattr(ds, split)
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = sp.x[sp.y < 8].astype(np.uint8), sp.y[sp.y < 8]
-    np.savez(d / "sd8.npz", **arrays)
+    shutil.copy(sdigits8, d / "sd8.npz")
     ckpt = train(data=str(d / "sd8.npz"), hidden=(32,), epochs=3, seed=0, progress=False)
     checkpoint.save(ckpt, d / "model.pt")
     return d

@@ -2,6 +2,7 @@
 the checkpoint and IR record, a trained model's Xylo deployment against its float model,
 and the Loihi export refusing such a model."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -82,20 +83,14 @@ def test_bad_neuron_record_refused_in_one_line(tmp_path, field, value):
 
 # ------------------------------------------------------------------ trained, deployed
 @pytest.fixture(scope="module")
-def xylo_trained(tmp_path_factory):
-    """sdigits classes 0..7 (8 inputs, 8 steps, fits Xylo) and an 8-32-8 AHSAR mlp trained
+def xylo_trained(tmp_path_factory, sdigits8):
+    """sdigits classes 0..7 (conftest.sdigits8) and an 8-32-8 AHSAR mlp trained
     5 epochs with --neuron xylo, through the CLI. Returns the folder (sd8.npz, model.pt)."""
     import subprocess
     import sys
 
-    from ahsar_deploy import data
     d = tmp_path_factory.mktemp("xylo_train")
-    ds = data.load("sdigits")
-    arrays = {}
-    for split in ("train", "val", "test"):
-        sp = getattr(ds, split)
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = sp.x[sp.y < 8].astype(np.uint8), sp.y[sp.y < 8]
-    np.savez(d / "sd8.npz", **arrays)
+    shutil.copy(sdigits8, d / "sd8.npz")
     p = subprocess.run([sys.executable, "-m", "ahsar_deploy.cli", "train", "--data", str(d / "sd8.npz"),
                         "--hidden", "32", "--epochs", "5", "--neuron", "xylo", "--seed", "0", "-q",
                         "-o", str(d / "model.pt")], capture_output=True, text=True, timeout=600)
