@@ -29,6 +29,7 @@ import numpy as np
 
 from . import interrupts, runs
 from .build import load
+from .errors import DeployError
 
 log = logging.getLogger(__name__)
 CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222}"
@@ -228,7 +229,8 @@ def _energy_section(e: dict | None) -> str:
 def render(build: str | Path, sample: int = 0) -> tuple[str, list[str]]:
     """The page's HTML for build directory `build` and the problems met (files that could
     not be read). sample: which cached sample (row of spikes-BACKEND.npz) the raster shows.
-    Raises BuildError (DeployError) if `build` is not a build directory."""
+    Raises BuildError (DeployError) if `build` is not a build directory, DeployError if
+    the cache has no such sample (nothing is written then)."""
     build = Path(build)
     graph, manifest = load(build)
     problems: list[str] = []
@@ -260,9 +262,10 @@ def render(build: str | Path, sample: int = 0) -> tuple[str, list[str]]:
     if cache is None:
         parts.append("<p class=note>No spikes cached: <code>ahsar run BUILD</code> keeps them.</p>")
     else:
-        k = min(max(sample, 0), len(cache.keys) - 1)
-        parts.append(_img(raster_png(names, [s[k] for s in cache.spikes],
-                                     f"sample {k} of {cache.path.name}"), "spike raster"))
+        if not 0 <= sample < len(cache.keys):
+            raise DeployError(f"--sample {sample}: {cache.path.name} holds samples 0..{len(cache.keys) - 1}")
+        parts.append(_img(raster_png(names, [s[sample] for s in cache.spikes],
+                                     f"sample {sample} of {cache.path.name}"), "spike raster"))
         rates = [s.mean(axis=(0, 2)) for s in cache.spikes]
         parts.append(_img(step_rates_png(names, rates, f"mean over the {len(cache.keys)} cached samples"),
                           "spikes per neuron per step"))

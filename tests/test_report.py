@@ -71,6 +71,12 @@ def test_report_names_what_is_missing_or_unreadable(small_build, tmp_path, cli_i
     code, _, err = cli_inproc("report", out, "-o", tmp_path / "r.html")
     assert code == 0 and "warning: run-lava.json: unreadable" in err, err
     assert "Files not read" in (tmp_path / "r.html").read_text()
+    code, _, err = cli_inproc("run", out, "--backend", "emulator", "--samples", "5", "-q")
+    assert code == 0, err
+    (out / "report.html").unlink()
+    code, _, err = cli_inproc("report", out, "--sample", "5")
+    assert code == 1 and "--sample 5: spikes-emulator.npz holds samples 0..4" in err, err
+    assert not (out / "report.html").exists()
     code, _, err = cli_inproc("report", tmp_path / "nothing")
     assert code == 1 and len(err.strip().splitlines()) == 1, err
 
