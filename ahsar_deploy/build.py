@@ -307,6 +307,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "source": {"file": _source_name(model), "sha256": graph.source_sha256},
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
+        "chips": qgraph.notes["chips"], "cores_per_chip": qgraph.notes["cores_per_chip"],
         "float_test_accuracy": graph.float_accuracy,
         "layers": [_layer_manifest(l) for l in qgraph.layers],
         "files": ["model.nir", "model.net", SOURCE, "calibration.json", "calibration.md", MANIFEST],
@@ -433,6 +434,7 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
         "source": {"file": _source_name(model), "sha256": graph.source_sha256},
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": 1,   # one SNN core per chip
+        "chips": 1, "cores_per_chip": [1],
         "float_test_accuracy": graph.float_accuracy, "layers": layers,
         "xylo": {"mapping": rep["mapping"], "differences": rep["differences"],
                  "spec_sha256": None},

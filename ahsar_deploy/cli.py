@@ -71,7 +71,7 @@ def cmd_run(a) -> dict:
     from .api import run
     from .build import SOURCE
     r = run(a.build, data=a.data, samples=a.samples, backend=a.backend, reference=a.reference,
-            timeout=a.timeout, progress=not a.quiet)
+            timeout=a.timeout, progress=not a.quiet, device=a.device)
     n, secs = r["samples"], r["seconds"]
     print(f"{a.backend}: accuracy {100 * r['accuracy']:.2f} % on {n} {r['dataset']} "
           f"test samples ({secs:.1f} s, {1e3 * secs / n:.1f} ms per sample)", file=sys.stderr)
@@ -102,7 +102,7 @@ def cmd_energy(a) -> dict:
     from .energy_report import table
     from .errors import DeployError
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
-                    timeout=a.timeout, progress=not a.quiet)
+                    timeout=a.timeout, progress=not a.quiet, device=a.device)
     if "cycles_per_step" in report:   # a Xylo build: the chip's own compute model, no Loihi table
         from exporters.xylo import energy_table as table
     out = sys.stderr if a.json else sys.stdout
@@ -281,6 +281,8 @@ def _run_args(p: argparse.ArgumentParser, backend: str | None = "lava", samples:
                    help=f"test samples (default: {samples or 'all'}" + (
                        "; per-inference figures settle within a few hundred)" if samples else ")"))
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
+    p.add_argument("--device", default="cpu", help="torch device the emulator runs on: cpu (default), cuda, "
+                   "cuda:1, ... (integer maths, spike for spike the same on every device)")
 
 
 class _Parser(argparse.ArgumentParser):

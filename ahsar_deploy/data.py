@@ -67,15 +67,87 @@ def _idx(path: Path, name: str) -> np.ndarray:
 
 
 def _images(name: str, folder: Path) -> Dataset:
-    """60k train (last 5k held out for validation, fixed permutation) and the 10k test set."""
+    """60k train (last 5k held out for validation, fixed permutation) and the 10k test set,
+    from the memory-mapped cache (cache_images) when it is current, else parsed and cached."""
+    cached = cache_images(name, folder)
+    sp = {part: Split(cached[f"{part}_x"], cached[f"{part}_y"]) for part in ("train", "val", "test")}
+    return Dataset(name, 784, 10, sp["train"], sp["val"], sp["test"], shape=(1, 28, 28))
+
+
+def _parse_images(name: str, folder: Path) -> dict[str, np.ndarray]:
     x_tr = _idx(folder / "train-images-idx3-ubyte", name).reshape(-1, 784) / np.float32(255)
     y_tr = _idx(folder / "train-labels-idx1-ubyte", name).astype(np.int64)
     x_te = _idx(folder / "t10k-images-idx3-ubyte", name).reshape(-1, 784) / np.float32(255)
     y_te = _idx(folder / "t10k-labels-idx1-ubyte", name).astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y_tr))
     tr, val = order[:-5000], order[-5000:]
-    return Dataset(name, 784, 10, Split(x_tr[tr], y_tr[tr]), Split(x_tr[val], y_tr[val]),
-                   Split(x_te, y_te), shape=(1, 28, 28))
+    return {"train_x": x_tr[tr], "train_y": y_tr[tr], "val_x": x_tr[val], "val_y": y_tr[val],
+            "test_x": x_te, "test_y": y_te}
+
+
+CACHE_DIR = Path(os.environ.get("AHSAR_DATA", _REPO_DATA)) / "cache"
+_CACHE_VERSION = 1
+
+
+def _source_stamp(name: str, folder: Path) -> dict:
+    """Size and mtime (ns) of each IDX source file, .gz or not: the cache is current while equal."""
+    stamp = {"version": _CACHE_VERSION}
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte"):
+        p = folder / f
+        p = p if p.is_file() else p.with_name(f + ".gz")
+        if not p.is_file():
+            _idx(folder / f, name)   # raises DatasetError: not installed, and how to install it
+        st = p.stat()
+        stamp[p.name] = [st.st_size, st.st_mtime_ns]
+    return stamp
+
+
+def cache_images(name: str, folder: Path) -> dict[str, np.ndarray]:
+    """MNIST-format images as float32 intensities in [0, 1], split as _images() says, kept in
+    CACHE_DIR/<name>-<digest of the source folder's path>/ as one .npy per array (train_x (55000, 784) float32, train_y (55000,)
+    int64, val_*, test_*) and opened memory-mapped (read-only, mmap_mode "r"): a command reads
+    only the samples it touches, instead of parsing and scaling 70,000 images each time.
+    Rebuilt when the source files' sizes or times change (stamp.json); written to a
+    temporary folder, then renamed, so a half-written cache is never read; never unpickled.
+    `make install` builds it (python -m ahsar_deploy.data). Raises DatasetError when the
+    data set is not installed."""
+    stamp = _source_stamp(name, folder)
+    import hashlib
+    where = CACHE_DIR / f"{name}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]}"
+    keys = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+    try:
+        import json
+        if json.loads((where / "stamp.json").read_text()) == stamp:
+            return {k: np.load(where / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in keys}
+    except (OSError, ValueError):
+        pass                                   # missing, stale or damaged: parse again
+    arrays = _parse_images(name, folder)
+    try:
+        _write_cache(where, arrays, stamp)
+    except OSError:                            # read-only data folder: parsed each time
+        return arrays
+    return {k: np.load(where / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in keys}
+
+
+def _write_cache(where: Path, arrays: dict[str, np.ndarray], stamp: dict) -> None:
+    import json
+    import shutil
+    import tempfile
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}-", dir=where.parent))
+    try:
+        tmp.chmod(0o755)
+        for k, a in arrays.items():
+            np.save(tmp / f"{k}.npy", np.ascontiguousarray(a), allow_pickle=False)
+        (tmp / "stamp.json").write_text(json.dumps(stamp))
+        old = where.with_name(f".{where.name}-old-{os.getpid()}")
+        if where.exists():
+            where.rename(old)
+        tmp.rename(where)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _split(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Split, Split, Split]:
@@ -424,3 +496,13 @@ def encode(x: np.ndarray, steps: int, kind: str = "rate", seed: int = 0) -> np.n
         acc[s] -= 1.0
         out[:, t] = s
     return out
+
+
+if __name__ == "__main__":   # `make install`: build the memory-mapped caches of the installed image sets
+    for _name, _folder in (("mnist", MNIST_DIR), ("fmnist", FMNIST_DIR)):
+        try:
+            _c = cache_images(_name, _folder)
+            print(f"== {_name}: memory-mapped cache in {CACHE_DIR} ({len(_c['train_y'])} train, {len(_c['val_y'])} val, "
+                  f"{len(_c['test_y'])} test)")
+        except DatasetError as _e:
+            print(f"note: {_e}")

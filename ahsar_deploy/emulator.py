@@ -1,4 +1,5 @@
-"""Reference simulators of a DeployGraph, batched over samples (numpy).
+"""Reference simulators of a DeployGraph, batched over samples (numpy; run() hands integer
+runs to the faster, spike-for-spike equal torch_emulator unless device=None).
 
 run_float: the float CUBA-LIF model of snn.py, in float64.
 run_int:   Lava's bit-accurate fixed-point Dense + LIF models, step for step
@@ -188,9 +189,16 @@ def float_view(graph: DeployGraph) -> DeployGraph:
     return graph.with_(layers=tuple(layers))
 
 
-def run(graph: DeployGraph, spikes: np.ndarray, integer: bool | None = None) -> list[np.ndarray]:
-    """Run all layers on input spikes (N, T, F); integer defaults to graph.quantized."""
+def run(graph: DeployGraph, spikes: np.ndarray, integer: bool | None = None,
+        device: str | None = "cpu") -> list[np.ndarray]:
+    """Run all layers on input spikes (N, T, F); integer defaults to graph.quantized.
+    Integer runs go to torch_emulator.run on `device` (blocks of samples, integer matrix
+    products; spike for spike equal to this module's layer_int, tests/test_torch_emulator.py);
+    device=None runs this module's numpy reference, layer by layer. Float runs are numpy's."""
     integer = graph.quantized if integer is None else integer
+    if integer and device is not None:
+        from . import torch_emulator
+        return torch_emulator.run(graph, spikes, device=device)
     step = layer_int if integer else layer_float
     out, h = [], spikes
     for layer in graph.layers:

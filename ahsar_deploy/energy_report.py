@@ -36,10 +36,17 @@ Energy = sum over operations of count x the target's energy per operation
 (hw_targets/); a chip whose synapses skip zero weights (TrueNorth's crossbar) is
 charged per synaptic_ops_nonzero instead of synaptic_ops. Spike messages: each output spike goes once to every core of the next
 layer (passes/map.py), the last layer's once to the output, each costed as a spike
-within a tile (hops not modelled). Static energy = static power x an estimated
-time per inference: each step lasts as long as the busiest core's operations
-(time per operation of the target); barrier synchronisation and host I/O are not
-included, so it is a lower bound.
+within a tile (hops not modelled). Static energy = static power per chip x the chips the
+network uses (passes/map.py) x an estimated time per inference: each step lasts as long
+as the busiest core's operations (time per operation of the target); barrier
+synchronisation, chip-to-chip latency and host I/O are not included, so it is a lower bound.
+
+Chips: a network larger than one chip is placed on several (passes/map.py: layers in
+order, cores filled chip by chip). Spikes that cross chips are counted by
+inter_chip_spikes (its docstring states the rule) and reported per inference. Each is
+already priced as a spike message above; what crossing a chip boundary costs on top is
+the target's inter_chip_message_j, and where that is None (no published figure: every
+target today) it is not counted, and the report says so.
 """
 from __future__ import annotations
 
@@ -53,7 +60,7 @@ from hw_targets.cmos45 import BASELINE
 from . import interrupts
 from .errors import DeployError
 from .ir import DeployGraph
-from .passes.map import map_layers
+from .passes.map import cores_per_chip, map_layers
 
 STEP_KEYS = ("input_spikes", "spikes", "synaptic_ops", "synaptic_ops_nonzero",
              "updates_active", "updates_inactive")
@@ -150,6 +157,34 @@ def neurobench(graph: DeployGraph, counters: list[dict], samples: int, target) -
     }
 
 
+def inter_chip_spikes(graph: DeployGraph, plan: list, layer_spikes: list[np.ndarray]) -> list[float]:
+    """Spike messages that cross from one chip to another, per inference, per sending layer.
+
+    Rule: for each spike a neuron emits, one message to every OTHER chip that holds cores of
+    a layer it feeds: the next layer, and for a recurrent layer also its own layer (one
+    message per destination chip, even when that chip holds cores of both). The chip of
+    each neuron and of each layer's cores is the map pass's placement (passes/map.py:
+    neuron j of a layer on its core j // neurons_per_core). Not counted: input spikes
+    arriving from the host, and output spikes leaving the last layer (they go to the host,
+    not to a chip of the network). On one chip every count is 0.
+
+    graph: the deployed network; plan: map_layers(graph, target), placed; layer_spikes[l]:
+    layer l's spikes (N, T, n_l) (or (N, T, C, H, W) for conv), bool or 0/1 ints, the same
+    arrays count() takes. Returns one float per layer: messages summed over the N samples
+    and T steps, divided by N (so per inference, averaged over samples); 0.0 for N = 0."""
+    out = []
+    for i, (layer, m, s) in enumerate(zip(graph.layers, plan, layer_spikes)):
+        dest = set(plan[i + 1].chip_ids) if i + 1 < len(plan) else set()
+        if layer.recurrent is not None:
+            dest |= set(m.chip_ids)
+        home = m.neuron_chips(layer.n_out)                                   # (n,) chip of each neuron
+        others = np.array([len(dest - {c}) for c in range(int(home.max()) + 1)], dtype=np.int64)[home]
+        s = np.asarray(s).reshape(s.shape[0], s.shape[1], layer.n_out)
+        per_neuron = np.count_nonzero(s, axis=(0, 1)).astype(np.int64)      # (n,) spikes of each neuron
+        out.append(float(per_neuron @ others) / s.shape[0] if s.shape[0] else 0.0)
+    return out
+
+
 def _step_time(c: dict, m, dest: int, samples: int, t: dict, kind: str = "dense") -> np.ndarray:
     """Per step, seconds the busiest core of one layer works (mean over samples). Dense:
     every input spike reaches all neurons of a full core; conv: the layer's synaptic
@@ -164,26 +199,61 @@ def _step_time(c: dict, m, dest: int, samples: int, t: dict, kind: str = "dense"
             + ps["spikes"] / m.cores * dest * t.get("spike_in_tile", 0.0))
 
 
-def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> dict:
+def inter_chip_statement(report: dict) -> str:
+    """One sentence: the chips, the spikes crossing them per inference, and what crossing
+    costs in the report's energy (priced at the target's figure, or not counted)."""
+    per_chip = ", ".join(str(k) for k in report["cores_per_chip"])
+    limit = ("no system limit" if report["chips_per_system"] is None
+             else f"system limit {report['chips_per_system']} chips: {report['system']}")
+    x = report["inter_chip_spikes_per_inference"]
+    spikes = ("not computed (no spike arrays given)" if x is None else f"{x:.1f}")
+    in_tile = any("spike_in_tile" in l["energy_j"] for l in report["layers"])
+    cost = ("energy of crossing chips not counted (no published per-message figure for "
+            f"{report['target']}" + ("; each is priced as a spike message within a tile only)" if in_tile else ")")
+            if report["inter_chip_message_j"] is None else
+            f"each priced at {report['inter_chip_message_j'] * 1e12:g} pJ per message")
+    return (f"Chips: {report['chips']} ({report['cores']} cores; cores used per chip: {per_chip}; {limit}); "
+            f"inter-chip spikes per inference: {spikes}; {cost}")
+
+
+def estimate(graph: DeployGraph, counters: list[dict], samples: int, target,
+             layer_spikes: list[np.ndarray] | None = None) -> dict:
     """Energy per inference (J) per layer and in total on `target`, plus the ANN baseline.
 
+    counters: count() of the run over `samples` samples. layer_spikes: the same run's
+    per-layer spike arrays (N, T, n_l), used for the spikes that cross chips
+    (inter_chip_spikes); without them those counts are None on a network of several
+    chips (0 on one chip, where none cross). The report holds the chips ("chips",
+    "cores_per_chip", per layer "chips" and "chip_cores" [[chip, cores], ...]) and
+    "inter_chip_spikes_per_inference"; static power is charged per chip used.
     Raises TargetError (a DeployError) when the network does not fit the target."""
     plan = map_layers(graph, target)
-    e = target.energy_j
+    per_chip = cores_per_chip(plan)
+    if layer_spikes is not None:
+        crossing = inter_chip_spikes(graph, plan, layer_spikes)
+    else:
+        crossing = [0.0 if len(per_chip) == 1 else None for _ in plan]
+    e = dict(target.energy_j)
+    if target.inter_chip_message_j is not None and None not in crossing:   # priced where published
+        e["inter_chip_message"] = target.inter_chip_message_j
     layers, step_times = [], []
     for i, (layer, c, m) in enumerate(zip(graph.layers, counters, plan)):
         dest = plan[i + 1].cores if i + 1 < len(plan) else 1
         counts = {**c, "spike_messages": c["spikes"] * dest}
         parts = {op: counts[key] * e[op] / samples for op, key in OPS.items() if op in e}
+        if "inter_chip_message" in e:
+            parts["inter_chip_message"] = crossing[i] * e["inter_chip_message"]    # already per inference
         layers.append({**{k: v for k, v in counts.items() if k != "per_step"},
                        "cores": m.cores, "neurons_per_core": m.neurons_per_core,
-                       "limited_by": m.limited_by, "energy_j": parts, "total_j": sum(parts.values()),
+                       "limited_by": m.limited_by, "chips": m.chip_ids,
+                       "chip_cores": [list(p) for p in m.chips], "inter_chip_spikes": crossing[i],
+                       "energy_j": parts, "total_j": sum(parts.values()),
                        "train_rate": layer.train_rate, "regulated": layer.regulated, "per_step": c["per_step"]})
         if target.time_s:
             step_times.append(_step_time(c, m, dest, samples, target.time_s, layer.kind))
     step_s = (float(np.max(step_times, axis=0).mean()) if step_times else target.step_time_s)
     total = sum(l["total_j"] for l in layers)
-    static = (target.static_power_w * step_s * graph.steps
+    static = (target.static_power_w * len(per_chip) * step_s * graph.steps
               if target.static_power_w is not None and step_s is not None else None)
     ann = BASELINE.ann(sum(macs(l) for l in graph.layers))
     latency = step_s * graph.steps if step_s is not None else None
@@ -191,6 +261,10 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
     return {
         "target": target.name, "description": target.description, "energy_note": target.energy_note,
         "samples": samples, "steps": graph.steps, "cores": sum(m.cores for m in plan),
+        "chips": len(per_chip), "cores_per_chip": per_chip, "chips_per_system": target.chips_per_system,
+        "system": target.system,
+        "inter_chip_spikes_per_inference": None if None in crossing else sum(crossing),
+        "inter_chip_message_j": target.inter_chip_message_j,
         "layers": layers, "dynamic_j_per_inference": total,
         # dynamic + static where the model has a static figure (else the model's own all-in figure)
         "total_j_per_inference": whole, "total_includes_static": static is not None,
@@ -204,14 +278,17 @@ def estimate(graph: DeployGraph, counters: list[dict], samples: int, target) -> 
     }
 
 
-def compare_targets(graph: DeployGraph, counters: list[dict], samples: int) -> list[dict]:
-    """Dynamic (and static, where known) energy per inference on every energy model."""
+def compare_targets(graph: DeployGraph, counters: list[dict], samples: int,
+                    layer_spikes: list[np.ndarray] | None = None) -> list[dict]:
+    """Dynamic (and static, where known) energy per inference on every energy model, with
+    the chips each needs and the spikes crossing them (estimate's arguments)."""
     rows = []
     for name, t in hw_targets.ENERGY_MODELS.items():
         try:
-            r = estimate(graph, counters, samples, t)
+            r = estimate(graph, counters, samples, t, layer_spikes)
             rows.append({"target": name, "fits": True, "dynamic_j": r["dynamic_j_per_inference"],
                          "static_j": r["static_j_per_inference"], "total_j": r["total_j_per_inference"],
+                         "chips": r["chips"], "inter_chip_spikes": r["inter_chip_spikes_per_inference"],
                          "note": t.energy_note})
         except DeployError as err:
             rows.append({"target": name, "fits": False, "error": str(err), "note": t.energy_note})
@@ -221,6 +298,19 @@ def compare_targets(graph: DeployGraph, counters: list[dict], samples: int) -> l
 def _chip(report: dict) -> str:
     """The chip's name, marked where its energy model is an estimate (Loihi 2)."""
     return report["target"] + (" (estimate)" if "ESTIMATE" in report["energy_note"] else "")
+
+
+def _chips(chip_cores) -> str:
+    """'0' for a layer on chip 0; '0 (28), 1 (100)' for one spanning chips (cores on each)."""
+    if not chip_cores:
+        return "-"
+    return str(chip_cores[0][0]) if len(chip_cores) == 1 else ", ".join(f"{c} ({k})" for c, k in chip_cores)
+
+
+def _on_chips(report: dict) -> str:
+    """' on 2 chips' where the report says how many chips (older reports do not)."""
+    n = report.get("chips")
+    return "" if n is None else f" on {n} chip{'s' if n != 1 else ''}"
 
 
 def _nj(x: float | None) -> str:
@@ -239,7 +329,7 @@ def table(report: dict) -> str:
                      f"{l['spikes'] / report['samples']:>8.1f} {l['total_j'] * 1e9:>9.3f}")
     b, nb = report["ann_baseline"], report["neurobench"]
     static = ("no separate static figure" if report["static_power_w"] is None
-              else f"static {report['static_power_w'] * 1e3:.0f} mW per chip, about "
+              else f"static {report['static_power_w'] * 1e3:.0f} mW per chip{_on_chips(report)}, about "
                    f"{_nj(report['static_j_per_inference'])} nJ per inference at an estimated "
                    f"{report['time_per_step_s'] * 1e6:.2f} us per step")
     lines += ["-" * len(head),
@@ -249,6 +339,7 @@ def table(report: dict) -> str:
                  if report["latency_s_per_inference"] is not None else "")
               + (f", run accuracy {100 * report['accuracy']:.2f} %" if report.get("accuracy") is not None else ""),
               f"  model: {report['energy_note']}",
+              *([inter_chip_statement(report)] if "chips" in report else []),
               f"ANN baseline, same layers, {b['macs']} MACs: int8 {_nj(b['int8_j'])} nJ "
               f"({_nj(b['int8_sram_j'])} with weight reads), fp32 {_nj(b['fp32_j'])} nJ "
               f"({_nj(b['fp32_sram_j'])}) ({b['source']}); SNN / ANN int8 = "
@@ -258,11 +349,11 @@ def table(report: dict) -> str:
               f"{nb['SynapticOperations']['Dense']}), Footprint {nb['Footprint']} B, "
               f"ConnectionSparsity {nb['ConnectionSparsity']}"]
     if report.get("targets"):
-        lines.append("all energy models (nJ per inference: operations / static / total):")
+        lines.append("all energy models (nJ per inference: operations / static / total; chips):")
         for t in report["targets"]:
             name = t["target"] + (" (est.)" if "ESTIMATE" in t["note"] else "")
             lines.append(f"  {name:<15} " + (f"{_nj(t['dynamic_j']):>10} / {_nj(t['static_j'])} / "
-                                                  f"{_nj(t['total_j'])}"
+                                                  f"{_nj(t['total_j'])}; {t.get('chips', '-')}"
                                                   if t["fits"] else f"does not fit: {t['error']}"))
     return "\n".join(lines)
 
@@ -275,12 +366,15 @@ def markdown(report: dict) -> str:
            f"{report['description']}. Counted on the spikes the `{report.get('backend', '?')}` "
            f"backend produced: {s} samples x {report['steps']} steps. Model: {report['energy_note']}.",
            "",
-           "| layer | neurons | cores | rate | training rate | synaptic ops | spikes | nJ / inference |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| layer | neurons | cores | chips | rate | training rate | synaptic ops | spikes | "
+           "inter-chip spikes | nJ / inference |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for l in report["layers"]:
         tr = "-" if l["train_rate"] is None else f"{l['train_rate']:.3f}"
-        out.append(f"| {l['layer']} | {l['neurons']} | {l['cores']} | {l['rate']:.3f} | {tr} | "
-                   f"{l['synaptic_ops'] / s:.0f} | {l['spikes'] / s:.1f} | {l['total_j'] * 1e9:.3f} |")
+        x = l.get("inter_chip_spikes")
+        out.append(f"| {l['layer']} | {l['neurons']} | {l['cores']} | {_chips(l.get('chip_cores'))} | "
+                   f"{l['rate']:.3f} | {tr} | {l['synaptic_ops'] / s:.0f} | {l['spikes'] / s:.1f} | "
+                   f"{'-' if x is None else f'{x:.1f}'} | {l['total_j'] * 1e9:.3f} |")
     out += ["",
             f"Per inference: **total {_nj(report['total_j_per_inference'])} nJ**"
             + (f" in {report['latency_s_per_inference'] * 1e6:.1f} us (energy-delay product "
@@ -289,10 +383,11 @@ def markdown(report: dict) -> str:
             + f"; dynamic {_nj(report['dynamic_j_per_inference'])} nJ; "
             + ("no separate static power figure (see the model note)."
                if report["static_j_per_inference"] is None else
-               f"static {_nj(report['static_j_per_inference'])} nJ ({report['static_power_w']} W "
-               f"x {report['time_per_step_s'] * 1e6:.3f} us per step"
+               f"static {_nj(report['static_j_per_inference'])} nJ ({report['static_power_w']} W per chip"
+               f"{_on_chips(report)} x {report['time_per_step_s'] * 1e6:.3f} us per step"
                + (", estimated: busiest core, no synchronisation" if report["time_per_step_estimated"] else "")
                + ")."),
+            *(["", inter_chip_statement(report) + "."] if "chips" in report else []),
             "",
             f"ANN baseline ({b['source']}), {b['macs']} MACs: int8 {_nj(b['int8_j'])} nJ, "
             f"{_nj(b['int8_sram_j'])} nJ with weight reads from SRAM; fp32 {_nj(b['fp32_j'])} nJ, "
@@ -305,13 +400,14 @@ def markdown(report: dict) -> str:
             f"Footprint {nb['Footprint']} bytes ({nb['Footprint_float32']} as float32); "
             f"ConnectionSparsity {nb['ConnectionSparsity']}."]
     if report.get("targets"):
-        out += ["", "| energy model | dynamic nJ | static nJ | total nJ | note |", "|---|---|---|---|---|"]
+        out += ["", "| energy model | chips | dynamic nJ | static nJ | total nJ | note |",
+                "|---|---|---|---|---|---|"]
         for t in report["targets"]:
             if t["fits"]:
-                out.append(f"| {t['target']} | {_nj(t['dynamic_j'])} | {_nj(t['static_j'])} | {_nj(t['total_j'])} "
-                           f"| {t['note']} |")
+                out.append(f"| {t['target']} | {t.get('chips', '-')} | {_nj(t['dynamic_j'])} | "
+                           f"{_nj(t['static_j'])} | {_nj(t['total_j'])} | {t['note']} |")
             else:
-                out.append(f"| {t['target']} | does not fit | | | {t['error']} |")
+                out.append(f"| {t['target']} | does not fit | | | | {t['error']} |")
     if report.get("sparsity_check"):
         out += ["", "| layer | sparsity check |", "|---|---|"]
         for c in report["sparsity_check"]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import interrupts, runs
 from .build import load
+from .energy_report import inter_chip_statement
 from .errors import DeployError
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,10 @@ def _model_section(m: dict) -> str:
              "-" if l.get("train_rate") is None else f"{l['train_rate']:.3f}"] for l in m.get("layers", [])]
     return (f"<p>Target <b>{html.escape(str(m.get('target')))}</b>, method <b>{html.escape(str(m.get('method')))}</b>, "
             f"data {html.escape(str(m.get('dataset')))} ({html.escape(str(m.get('encoding')))} coding, "
-            f"{m.get('steps')} steps, {m.get('n_inputs')} inputs), {m.get('cores')} cores. Source "
+            f"{m.get('steps')} steps, {m.get('n_inputs')} inputs), {m.get('cores')} cores"
+            + (f" on {m['chips']} chip{'s' if m['chips'] != 1 else ''} (cores used per chip: "
+               f"{', '.join(map(str, m.get('cores_per_chip') or []))})" if m.get("chips") is not None else "")
+            + ". Source "
             f"<code>{html.escape(str(src.get('file')))}</code>, sha256 <code>{html.escape(str(src.get('sha256')))}</code>; "
             f"float test accuracy {_pct(m.get('float_test_accuracy'))}.</p>"
             + _table(["layer", "kind", "inputs", "neurons", "threshold (mantissa)", "i_decay", "v_decay",
@@ -214,8 +218,10 @@ def _energy_section(e: dict | None) -> str:
     for k, name in (("int8_j", "ANN int8 (45 nm)"), ("int8_sram_j", "ANN int8 + SRAM weight reads"),
                     ("fp32_j", "ANN fp32 (45 nm)")):
         tr.append([name, _nj(b.get(k)), "-", _nj(b.get(k)), f"{b.get('macs')} MACs, {b.get('source')}"])
+    if "chips" in e:
+        out.append(f"<p>{html.escape(inter_chip_statement(e))}.</p>")
     out.append("<p>Energy per inference, nJ (dynamic from the counted operations; static where the chip's "
-               "model has a static power figure):</p>")
+               "model has a static power figure, per chip used):</p>")
     out.append(_table(["chip", "dynamic", "static", "total", "model"], tr))
     nb = e.get("neurobench") or {}
     so = nb.get("SynapticOperations") or {}

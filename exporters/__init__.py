@@ -4,7 +4,8 @@
 A build's target (graph.target, from its manifest) picks the model: "emulator" is the
 integer model of that chip (ahsar_deploy/emulator.py for Loihi, exporters/xylo.py's
 run_emulator for Xylo); "xylosim" (rockpool's XyloSim) runs Xylo builds only; "lava" and
-"norse" run Loihi builds only (model.net, model.nir). Each refuses the other chip's build
+"norse" run Loihi builds only (model.net, model.nir). The Loihi emulator alone takes a
+`device` keyword (a torch device: ahsar_deploy/torch_emulator.py). Each refuses the other chip's build
 in one line naming the backends that run it.
 """
 from __future__ import annotations
@@ -25,12 +26,14 @@ def _run_lava(build_dir, graph, spikes, timeout_s, progress):
     return lava.run(build_dir, spikes, graph.steps, timeout_s=timeout_s, progress=progress)
 
 
-def _run_emulator(build_dir, graph, spikes, timeout_s, progress):
+def _run_emulator(build_dir, graph, spikes, timeout_s, progress, device="cpu"):
     if is_xylo(graph.target):
+        if device != "cpu":
+            raise BackendError(f"--device {device}: the Xylo emulator runs on the CPU only; use --device cpu")
         from . import xylo
         return xylo.run_build(build_dir, graph, spikes, "emulator")
     from ahsar_deploy import emulator
-    return emulator.run(graph, spikes, integer=True)
+    return emulator.run(graph, spikes, integer=True, device=device)
 
 
 def _run_norse(build_dir, graph, spikes, timeout_s, progress):

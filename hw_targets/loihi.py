@@ -8,6 +8,12 @@ src/lava/proc/dense/models.py, src/lava/utils/weightutils.py), as netx loads the
 Limits and energies: Davies et al., "Loihi: A Neuromorphic Manycore Processor with
 On-Chip Learning", IEEE Micro 38(1), 2018, Table 2 (numbers taken from a secondary
 verbatim transcription, see ../shared/HARDWARE.md sections 3 and 4; marked 2° below).
+Chips per system: Pohoiki Springs, Intel's largest Loihi system (March 2020), 768 Loihi
+chips on 24 Nahuku boards of 32 chips each (2°: Intel's press photo caption as reprinted
+by the trade press, and WikiChip Fuse, "Intel Labs builds a neuromorphic system with 64 to
+768 Loihi chips", 2019; not in HARDWARE.md). Smaller systems: Nahuku boards hold 8 to 32
+chips, Kapoho Bay 2 (same sources). Loihi's mesh protocol addresses up to 16,384 chips
+(WikiChip's Loihi page, 2°); no system that large was built.
 """
 from __future__ import annotations
 
@@ -57,6 +63,14 @@ class LoihiTarget:
     fan_in_axons_per_core: int | None = 4096
     fan_out_per_core: int | None = 4096     # output axons (edges) per core
     synapse_bytes_per_core: int | None = 128 * 1024   # 128 KB synaptic state per core
+    # --- systems of several chips (see the module docstring; 2°) ---
+    chips_per_system: int | None = 768      # Pohoiki Springs; None would mean unlimited
+    system: str = "Pohoiki Springs, 768 chips"
+    # Energy of one spike message crossing from one chip to another: none found (the
+    # transcription of Davies 2018 Table 2 in HARDWARE.md section 4 lists a spike within a
+    # tile and per tile hop on the chip's mesh only), so None: inter-chip spikes are counted
+    # and reported, their extra energy is not counted.
+    inter_chip_message_j: float | None = None
     # --- energy per operation, Davies 2018 Table 2 at 0.75 V (pre-silicon SDF/SPICE, 2°) ---
     energy_j: dict = field(default_factory=lambda: {
         "synaptic_op": 23.6e-12,       # synaptic spike operation (minimum)

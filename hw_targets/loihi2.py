@@ -16,6 +16,13 @@ Limits (HARDWARE.md section 3, all 2°): 128 neuromorphic cores and 6 Lakemont c
 synapse memory, although the core shares it with neuron state); at most 8192 neurons per
 core (wikichip).
 
+Chips per system (2°, not in HARDWARE.md): Hala Point, Intel's largest Loihi 2 system
+(2024, built with Sandia National Laboratories), 1,152 Loihi 2 chips with "140,544
+neuromorphic processing cores" (Intel's announcement as quoted in the press). That is 122
+cores per chip, fewer than the 128 used here; 128 is kept as the chip's own figure. The
+board users get, Kapoho Point, holds 8 Loihi 2 chips (Intel's Loihi 2 announcement, 2021,
+as reported by the trade press, 2°).
+
 Energy assumptions (an estimate, reported as such):
 - per operation: Loihi 1's Davies 2018 Table 2 values, unchanged (assumption: no Loihi 2
   per-operation figure is published; Loihi 2 is built in Intel 4 instead of 14 nm, so
@@ -41,6 +48,8 @@ class Loihi2Target(LoihiTarget):
     fan_in_axons_per_core: int | None = None      # unconfirmed
     fan_out_per_core: int | None = None           # unconfirmed
     synapse_bytes_per_core: int | None = 192 * 1024
+    chips_per_system: int | None = 1152           # Hala Point (2°)
+    system: str = "Hala Point, 1152 chips"
     static_power_w: float | None = 0.232
     energy_note: str = ("ESTIMATE: Loihi 1 per-operation energies assumed (no Loihi 2 figure "
                         "published); static 0.232 W/chip measured by lava-dl's PilotNet LIF benchmark")

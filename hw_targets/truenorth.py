@@ -11,6 +11,9 @@ communication network and interface", Science 345(6197):668, 2014.
   (weights come from 4 axon types per neuron), 1 ms time step in real-time operation.
   Mapping checks only neurons and axons per core: our layers' arbitrary 8-bit weights
   would need TrueNorth's weight-sharing scheme, which this estimate does not model.
+- One chip per system: Merolla 2014's figures are one chip's; multi-chip TrueNorth boards
+  are not modelled (chips_per_system = 1), so a network needing more than 4096 cores does
+  not fit.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ class TrueNorthTarget:
     fan_in_axons_per_core: int | None = 256
     fan_out_per_core: int | None = None          # each neuron targets one axon (not modelled)
     synapse_bytes_per_core: int | None = None    # fixed 256 x 256 crossbar, covered by the axon limit
+    chips_per_system: int | None = 1             # one chip, as measured (multi-chip boards not modelled)
+    system: str = "one chip"
+    inter_chip_message_j: float | None = None    # one chip: no messages cross chips
     # a synaptic event: an active axon meeting a nonzero crossbar synapse (zeros are skipped)
     energy_j: dict = field(default_factory=lambda: {"synaptic_event": 26e-12})
     time_s: dict = field(default_factory=dict)

@@ -29,6 +29,7 @@ def test_idx_images_read_back_exactly(tmp_path, monkeypatch, gz):
                       ("train-labels-idx1-ubyte", ytr), ("t10k-labels-idx1-ubyte", yte)]:
         _write_idx(tmp_path / name, arr, gz)
     monkeypatch.setattr(data, "FMNIST_DIR", tmp_path)
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
     ds = data.load("fmnist")
     assert ds.shape == (1, 28, 28) and ds.n_features == 784
     assert (len(ds.train.y), len(ds.val.y), len(ds.test.y)) == (1000, 5000, 7)
@@ -39,7 +40,37 @@ def test_idx_images_read_back_exactly(tmp_path, monkeypatch, gz):
     np.testing.assert_array_equal(np.bincount(both, minlength=10), np.bincount(ytr, minlength=10))
 
 
+def test_image_cache_is_memory_mapped_and_follows_its_source(tmp_path, monkeypatch):
+    """The parsed images are cached as .npy files and opened memory-mapped; a changed
+    source file or a damaged cache is parsed again, never read as it is."""
+    rng = np.random.default_rng(1)
+    src, cache = tmp_path / "src", tmp_path / "cache"
+    src.mkdir()
+    te = rng.integers(0, 256, (5, 28, 28))
+    for name, arr in [("train-images-idx3-ubyte", rng.integers(0, 256, (5003, 28, 28))),
+                      ("t10k-images-idx3-ubyte", te), ("train-labels-idx1-ubyte", rng.integers(0, 10, 5003)),
+                      ("t10k-labels-idx1-ubyte", rng.integers(0, 10, 5))]:
+        _write_idx(src / name, arr)
+    monkeypatch.setattr(data, "FMNIST_DIR", src)
+    monkeypatch.setattr(data, "CACHE_DIR", cache)
+    first = data.load("fmnist")
+    (folder,) = cache.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{p}_{k}.npy" for p in ("train", "val", "test") for k in "xy"] + ["stamp.json"])
+    again = data.load("fmnist")
+    assert isinstance(again.train.x, np.memmap) and not again.train.x.flags.writeable
+    for a, b in [(first.train, again.train), (first.val, again.val), (first.test, again.test)]:
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+    te2 = (te + 1) % 256                                     # the source changes: parsed again
+    _write_idx(src / "t10k-images-idx3-ubyte", te2)
+    np.testing.assert_array_equal(data.load("fmnist").test.x * 255, te2.reshape(5, 784))
+    (folder / "test_x.npy").write_bytes(b"damaged")          # a damaged cache: parsed again
+    np.testing.assert_array_equal(data.load("fmnist").test.x * 255, te2.reshape(5, 784))
+
+
 def test_missing_and_truncated_datasets_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(data, "FMNIST_DIR", tmp_path)
     with pytest.raises(DatasetError, match="not installed.*apt-get install dataset-fashion-mnist"):
         data.load("fmnist")

@@ -14,7 +14,7 @@ import pytest
 import ahsar_deploy
 from ahsar_deploy import build, emulator
 from ahsar_deploy.errors import DeployError, TargetError, UnsupportedLayerError
-from ahsar_deploy.ir import DeployGraph, Layer
+from ahsar_deploy.ir import Layer
 from ahsar_deploy.passes.calibrate import calibrate
 from ahsar_deploy.passes.check import check, check_size
 from ahsar_deploy.passes.fidelity import fidelity
@@ -25,35 +25,7 @@ from exporters import lava, nir_import
 from exporters import nir as nir_exporter
 from exporters import norse as norse_backend
 from hw_targets import LOIHI
-
-
-def _graph(*layers, steps, n_inputs=None, target="loihi"):
-    return DeployGraph(layers=tuple(layers), n_inputs=n_inputs or layers[0].n_in, steps=steps, dataset="",
-                       encoding="rate", method="baseline", source_sha256="", target=target)
-
-
-# ---- (a) a 2-neuron loop with a bias, worked out by hand ------------------------------
-# One input spiking at steps 0-3, into neuron 0 (weight 4). Neuron 0 excites neuron 1
-# through the loop (R[1, 0] = 6), neuron 1 inhibits neuron 0 (R[0, 1] = -2). Bias
-# b = [0, 3]. i_decay 4096: u holds this step's input only; v_decay 2048: v keeps half
-# (truncated toward zero). vth 5. Lava's units: every input, bias and threshold << 6.
-#   t  x  recurrent in (R s[t-1])  u = 64 a       v = v/2 + u + 64 b    spikes (v > 320)
-#   0  1  [0, 0]                   [256, 0]      [256, 192]           -
-#   1  1  [0, 0]                   [256, 0]      [384, 288]           n0 -> v0 = 0
-#   2  1  [0, 6]     (s0 at 1)     [256, 384]    [256, 720]           n1 -> v1 = 0
-#   3  1  [-2, 0]    (s1 at 2)     [128, 0]      [256, 192]           -
-#   4  0  [0, 0]                   [0, 0]        [128, 288]           -
-#   5  0  [0, 0]                   [0, 0]        [64, 336]            n1 -> v1 = 0 (bias alone)
-#   6  0  [-2, 0]    (s1 at 5)     [-128, 0]     [-96, 192]           -
-#   7  0  [0, 0]                   [0, 0]        [-48, 288]           -
-HAND_X = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool).reshape(1, 8, 1)
-HAND_SPIKES = np.zeros((1, 8, 2), dtype=bool)
-HAND_SPIKES[0, 1, 0] = HAND_SPIKES[0, 2, 1] = HAND_SPIKES[0, 5, 1] = True
-
-
-def _hand_layer():
-    return Layer(name="loop", weight=np.array([[4], [0]]), threshold=np.ones(2), vth=5, i_decay=4096,
-                 v_decay=2048, recurrent=np.array([[0, -2], [6, 0]]), bias=np.array([0, 3]))
+from nets import HAND_SPIKES, HAND_X, _conv_then_recurrent, _graph, _hand_layer, _random_net
 
 
 def test_hand_loop_emulator_int():
@@ -122,42 +94,6 @@ def test_hand_nir_deploys(hand_build):
 
 
 # ---- (b) random recurrent networks with biases: Lava == emulator ----------------------
-def _random_net(seed: int):
-    """2-3 dense layers, each recurrent or not, with or without bias; some strong (u wraps,
-    v saturates); a few samples, biases big enough to fire on the last step (so a spike
-    that leaked from one sample into the next would show)."""
-    rng = np.random.default_rng(seed)
-    strong = seed % 3 == 0
-    n_in = int(rng.integers(300, 500)) if strong else int(rng.integers(1, 20))
-    sizes = [n_in] + [int(rng.integers(1, 9)) for _ in range(int(rng.integers(2, 4)))]
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lo = 0 if strong and i == 0 else -128
-        rec = 2 * rng.integers(-128, 128, size=(b, b)) if (seed + i) % 4 != 3 else None
-        if rec is not None and seed % 5 == 1:
-            rec = -np.abs(rec)                          # an inhibitory-only loop
-        layers.append(Layer(
-            name=f"l{i}", weight=2 * rng.integers(lo, 128, size=(b, a)), threshold=np.ones(b),
-            vth=int(rng.choice([1, 100, 1000, int(rng.integers(1, 5000))])),
-            i_decay=int(rng.choice([1, 4096, int(rng.integers(1, 4097))])),
-            v_decay=int(rng.choice([0, 4095, int(rng.integers(0, 4096))])), recurrent=rec,
-            bias=rng.integers(-LOIHI.bias_max - 1, LOIHI.bias_max + 1, size=b) if (seed + i) % 3 else None))
-    steps = int(rng.integers(3, 9))
-    x = rng.random((int(rng.integers(2, 5)), steps, n_in)) < (0.9 if strong else rng.uniform(0.1, 0.7))
-    return _graph(*layers, steps=steps), x
-
-
-def _conv_then_recurrent(seed: int):
-    rng = np.random.default_rng(seed)
-    conv = Layer(name="c0", weight=2 * rng.integers(-60, 128, size=(2, 2, 3, 3)), threshold=np.ones(2), kind="conv",
-                 in_shape=(2, 5, 4), padding=(1, 1), vth=200, i_decay=1024, v_decay=512)
-    dense = Layer(name="d1", weight=2 * rng.integers(-128, 128, size=(4, conv.n_out)), threshold=np.ones(4),
-                  vth=300, i_decay=2048, v_decay=1024, recurrent=2 * rng.integers(-128, 128, size=(4, 4)),
-                  bias=rng.integers(-50, 150, size=4))
-    x = rng.random((3, 5, 40)) < 0.4
-    return _graph(conv, dense, steps=5, n_inputs=40), x
-
-
 def test_random_recurrent_networks_lava_equals_emulator(tmp_path, hand_build, lava_equals_emulator_many):
     nets = [_random_net(seed) for seed in range(8)] + [_conv_then_recurrent(100)]
     cases = []

@@ -260,7 +260,7 @@ def test_network_needs_more_cores_than_the_chip(make_ckpt, tmp_path, capsys, mon
     import dataclasses
 
     import hw_targets
-    small = dataclasses.replace(hw_targets.LOIHI, name="loihi-2core", cores=2)
+    small = dataclasses.replace(hw_targets.LOIHI, name="loihi-2core", cores=2, chips_per_system=1)
     monkeypatch.setitem(hw_targets.TARGETS, small.name, small)
     err = _export_refused(capsys, tmp_path, make_ckpt([64, 12, 8, 10]), "--target", "loihi-2core")
     assert "needs 3 cores, loihi-2core has 2" in err, err

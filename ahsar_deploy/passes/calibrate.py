@@ -26,7 +26,8 @@ from tqdm import tqdm
 from hw_targets import LoihiTarget
 
 from .. import interrupts
-from ..emulator import layer_float, layer_int
+from ..emulator import layer_float
+from ..torch_emulator import layer_int   # spike for spike emulator.layer_int, faster
 from ..errors import TargetError
 from ..ir import DeployGraph, Layer
 

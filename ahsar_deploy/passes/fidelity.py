@@ -38,7 +38,8 @@ import numpy as np
 
 from hw_targets import LoihiTarget
 
-from ..emulator import layer_float, layer_int, run
+from ..emulator import layer_float, run
+from ..torch_emulator import layer_int   # spike for spike emulator.layer_int, faster
 from ..ir import DeployGraph, Layer
 
 WEIGHT_LOSS = 0.5          # share of a neuron's summed |weight| lost to rounding

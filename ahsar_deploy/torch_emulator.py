@@ -1,0 +1,196 @@
+"""The integer emulator (emulator.layer_int: Lava's fixed-point Dense/Conv + LIF) in torch,
+on any torch device, batched over samples; spike for spike equal to the numpy emulator.
+
+Why a second implementation: the numpy emulator is the readable reference, layer by layer
+over the whole data set; this one runs every layer on a block of samples at a time (the
+block's state stays in cache) and does the synaptic products in integers, so it runs near
+the machine's limit on a CPU and on an accelerator where torch has one.
+
+Exactness, per step (Loihi's maths as in emulator.py's docstring; the dtype chosen is exact):
+- Dense synaptic input W x on the CPU: int8 x int8 -> int32 matrix products
+  (torch._int_mm, oneDNN), exact while n_in * max|W| < 2**31. Loihi's weights are 8-bit
+  mantissas, even integers in [-256, 254] (hw_targets/loihi.py), one bit wider than int8,
+  so W = 128 * (W >> 7) + (W & 127) is split into two int8 matrices and summed in int32.
+  When every weight is a multiple of 2**k (Loihi's 8-bit mantissas are even), W / 2**k is
+  tried first: it fits int8 and takes one product. Binary (0/1) inputs only; graded inputs, wider weights and other devices use float32 when
+  every partial sum stays below 2**24 (exact; TF32 refused), else float64 (exact below 2**53).
+- Conv: torch's conv2d in float32 or float64 under the same bounds, wrapped to signed 24 bit.
+- Neuron state u, v in float64: integers below 2**24 times a 12-bit decay factor
+  keep / 4096 give products below 2**36, exact in float64's 53-bit mantissa, and
+  trunc(u * keep / 4096) is Lava's sign(u) * (|u * keep| >> 12). Sums stay exact below 2**53,
+  far above the 24-bit states and any synaptic input a layer within the target's limits makes.
+- u wraps at 24 bits exactly as Lava's two-sided where (skipped for a block whose summed
+  |input| per neuron cannot reach the wrap); v saturates by a clamp.
+Spikes come back as numpy bool arrays (N, T, n_out) per layer, as emulator.run returns them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw_targets import LoihiTarget, LOIHI
+
+from . import interrupts
+from .emulator import _zero_reset
+from .errors import BackendError
+from .ir import DeployGraph, Layer
+
+BLOCK_ELEMENTS = 1 << 18     # samples per block: about this many neuron states of the widest layer
+
+
+def _device(device):
+    import torch
+    try:
+        dev = torch.device(device)
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as e:   # e.g. "Torch not compiled with CUDA enabled"
+        raise BackendError(f"--device {device}: torch cannot use it here ({' '.join(str(e).split())[:100]}); "
+                           f"use --device cpu") from None
+    return dev
+
+
+class _Synapses:
+    """One layer's synaptic product, in the exact dtype its weights and inputs allow."""
+
+    def __init__(self, layer: Layer, binary: bool, dev):
+        import torch
+        self.layer, self.dev = layer, dev
+        w = np.asarray(layer.weight)
+        if not np.array_equal(w, np.rint(w)):
+            raise ValueError(f"{layer.name}: weights are not integers; the integer emulator runs quantized builds")
+        w = w.astype(np.int64)
+        reach = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))   # max summed |w| per neuron
+        self.int8 = (layer.kind == "dense" and binary and dev.type == "cpu"
+                     and np.abs(w).max(initial=0) < 2 ** 14 and reach < 2 ** 31)
+        if self.int8:
+            # Loihi's weights are even: W = g * W' with g the largest power of two dividing them
+            # all; W' in int8 takes one product, else W' = 128 * hi + lo, hi and lo int8, two
+            nz = w[w != 0]
+            self.g = int(np.gcd.reduce(np.abs(nz)) & -np.gcd.reduce(np.abs(nz))) if nz.size else 1
+            wg = w // self.g
+            self.single = bool(np.abs(wg).max(initial=0) <= 127)
+            self.lo = torch.from_numpy((wg if self.single else wg & 127).astype(np.int8).T.copy())
+            self.hi = None if self.single else torch.from_numpy((wg >> 7).astype(np.int8).T.copy())
+            return
+        exact32 = binary and reach < 2 ** 24 and not (dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+        self.dtype = torch.float32 if exact32 else torch.float64
+        wt = torch.from_numpy(w).to(self.dtype)
+        self.w = (wt if layer.kind == "conv" else wt.T.contiguous()).to(dev)
+
+    def __call__(self, x, shift: int):
+        """x (B, T, n_in) 0/1 int8 (or graded) on the device -> integer input (B, T, n_out)
+        float64, times 2**shift (Lava's << 6 into the neuron)."""
+        import torch
+        b, t = x.shape[:2]
+        layer = self.layer
+        if self.int8:
+            xi = x.reshape(b * t, -1)
+            a = torch._int_mm(xi, self.lo)
+            if not self.single:
+                a.add_(torch._int_mm(xi, self.hi), alpha=128)
+        elif layer.kind == "conv":
+            xi = x.reshape(b * t, *layer.in_shape).to(self.dtype)
+            a = torch.nn.functional.conv2d(xi, self.w, stride=layer.stride, padding=layer.padding)
+        else:
+            a = x.reshape(b * t, -1).to(self.dtype) @ self.w
+        a = a.reshape(b, t, -1).to(torch.float64)
+        g = self.g if self.int8 else 1                 # the int8 product is W x / g
+        if layer.kind == "conv":                       # Lava's conv output wraps at signed 24 bit
+            m = 2 ** 23
+            return a.add_(m).remainder_(2 * m).sub_(m).mul_(2.0 ** shift)
+        e = layer.weight_exp                           # Dense a_out << weight_exp (>> rounds to -inf)
+        return a.mul_(g * 2.0 ** (e + shift)) if e >= 0 else a.mul_(g * 2.0 ** e).floor_().mul_(2.0 ** shift)
+
+
+def _layer(layer: Layer, syn: _Synapses, rec, bias, x, target: LoihiTarget, events: dict | None = None):
+    """One fixed-point layer on a block x (B, T, n_in) -> spikes (B, T, n_out) bool, on x's
+    device; events as emulator.layer_int counts them (u wraps, v saturations)."""
+    import torch
+    m = float(target.state_max)
+    a = syn(x, target.act_shift)
+    b, steps, n = a.shape
+    cu = (target.decay_unity - layer.i_decay) / target.decay_unity     # exact 12-bit fractions
+    cv = (target.decay_unity - layer.v_decay) / target.decay_unity
+    vth = float(int(layer.vth) << target.vth_shift)
+    # |u| never exceeds the summed |input| so far: below m for the whole sample means no wrap
+    lo, hi = torch.aminmax(a)
+    wraps = rec is not None or (steps * max(-float(lo), float(hi)) >= m and bool((a.abs().sum(dim=1) >= m).any()))
+    u = torch.zeros(b, n, dtype=torch.float64, device=a.device)
+    v = torch.zeros_like(u)
+    out = torch.empty(b, steps, n, dtype=torch.bool, device=a.device)
+    s = None
+    for t in range(steps):
+        a_t = a[:, t]
+        if rec is not None and s is not None:
+            r = s.to(rec.dtype) @ rec
+            a_t = a_t + (r * 2.0 ** layer.weight_exp if layer.weight_exp >= 0
+                         else torch.floor(r * 2.0 ** layer.weight_exp)) * 2.0 ** target.act_shift
+        u.mul_(cu).trunc_().add_(a_t)
+        if wraps:
+            dc = u
+            u = torch.where(dc > m, dc - 2 * m, dc)
+            u = torch.where(u <= -m, dc + 2 * m, u)
+            if events is not None:
+                events["u_wrap"] = events.get("u_wrap", 0) + int(((dc > m) | (dc <= -m)).sum())
+        v.mul_(cv).trunc_().add_(u)
+        if bias is not None:
+            v.add_(bias)
+        if events is not None:
+            events["v_saturate"] = events.get("v_saturate", 0) + int(((v > m - 1) | (v < -m + 1)).sum())
+        v.clamp_(-m + 1, m - 1)
+        s = torch.gt(v, vth, out=out[:, t])
+        v.masked_fill_(s, 0.0)
+    return out
+
+
+def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI, events: dict | None = None,
+              device="cpu") -> np.ndarray:
+    """emulator.layer_int on a torch device: one fixed-point layer on spikes x (N, T, n_in)
+    -> spikes (N, T, n_out) bool numpy, with the same `events` counts ("u_wrap",
+    "v_saturate" neuron-steps, added to the dict). Raises as run() does."""
+    graph = DeployGraph(layers=(layer,), n_inputs=layer.n_in, steps=int(np.shape(x)[1]), dataset="",
+                        encoding="", method="", source_sha256="")
+    return run(graph, x, device=device, target=target, events=events)[0]
+
+
+def run(graph: DeployGraph, spikes: np.ndarray, device="cpu", target: LoihiTarget = LOIHI,
+        block: int | None = None, events: dict | None = None) -> list[np.ndarray]:
+    """Run a quantized (integer) graph on input spikes (N, T, F) on a torch device.
+
+    device: "cpu", "cuda", "cuda:1", ... (a torch.device string). block: samples per block
+    (default: about BLOCK_ELEMENTS neuron states of the widest layer).
+    Returns per-layer spikes [(N, T, n_out) bool numpy], identical to emulator.run(graph,
+    spikes, integer=True, device=None). events: a dict to which the neuron-steps where u
+    wrapped ("u_wrap") and v saturated ("v_saturate") in any layer are added.
+    Raises ValueError for a graph that is not quantized or a reset other than Loihi's,
+    BackendError for a device torch cannot use."""
+    import torch
+    if not graph.quantized:
+        raise ValueError("the torch emulator runs quantized builds; use emulator.run(graph, x, integer=False) "
+                         "for the float model")
+    for layer in graph.layers:
+        _zero_reset(layer)
+    dev = _device(device)
+    if events is not None:
+        events.setdefault("u_wrap", 0)
+        events.setdefault("v_saturate", 0)
+    x = np.asarray(spikes)
+    binary = x.dtype == bool or bool(((x == 0) | (x == 1)).all())
+    syns, recs, biases = [], [], []
+    for i, layer in enumerate(graph.layers):   # spikes between layers are always 0/1
+        syns.append(_Synapses(layer, binary or i > 0, dev))
+        recs.append(None if layer.recurrent is None else
+                    torch.from_numpy(np.asarray(layer.recurrent, dtype=np.float64).T.copy()).to(dev))
+        biases.append(None if layer.bias is None else
+                      torch.from_numpy(np.asarray(layer.bias, dtype=np.float64) * 2.0 ** target.bias_exp).to(dev))
+    widest = max(max(l.n_out for l in graph.layers), x.shape[-1]) if graph.layers else 1
+    block = block or max(1, BLOCK_ELEMENTS // widest)
+    outs = [np.empty((x.shape[0], x.shape[1], l.n_out), dtype=bool) for l in graph.layers]
+    in_dtype = torch.int8 if binary else torch.float64
+    for i in range(0, x.shape[0], block):
+        interrupts.check()
+        h = torch.from_numpy(np.ascontiguousarray(x[i:i + block])).to(in_dtype).to(dev)
+        for k, layer in enumerate(graph.layers):
+            s = _layer(layer, syns[k], recs[k], biases[k], h, target, events)
+            outs[k][i:i + block] = s.cpu().numpy()
+            h = s.view(torch.int8) if syns[k + 1:k + 2] and syns[k + 1].int8 else s
+    return outs
