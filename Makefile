@@ -11,6 +11,7 @@
 # (SynSense's Xylo simulator, built from source with g++) come without deps: their own
 # are installed already, and samna, whose package is a stub, is replaced at import by
 # ahsar_deploy/samna_shim.py.
+# ray (pinned) runs `ahsar sweep`'s training trials as tasks; --serial needs no Ray.
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
@@ -71,6 +72,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --no-deps neurobench==2.3.0 && \
 	$(PIP) --no-deps rockpool==3.1.0 xylosim==0.1.3 pybind11==3.1.0 && \
 	$(PIP) --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 && \
+	$(PIP) "ray==2.60.0" && \
 	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)

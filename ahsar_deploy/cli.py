@@ -1,4 +1,4 @@
-"""Command line: ahsar {train,export,run,energy,report,inspect,events}; ahsar-export = ahsar export.
+"""Command line: ahsar {train,export,run,energy,report,inspect,events,sweep}; ahsar-export = ahsar export.
 
 Errors print one line on stderr and exit 1; logs go to stderr; --json prints one JSON
 object on stdout. Ctrl-C and SIGTERM print one line and exit 130 / 143 (interrupts.py).
@@ -223,6 +223,13 @@ def cmd_inspect(a) -> dict:
             "test_accuracy": ckpt.get("test_accuracy"), "history": hist}
 
 
+def cmd_sweep(a) -> dict:
+    from .sweep import sweep, table
+    summary = sweep(a.config, a.output, address=a.address, serial=a.serial, progress=not a.quiet)
+    print(table(summary), file=sys.stderr if a.json else sys.stdout)
+    return summary
+
+
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint written by `ahsar train`, a NIR graph (*.nir), or a lava-dl "
                                  "netx network (*.net, deployed as it is)")
@@ -383,6 +390,19 @@ def parser() -> argparse.ArgumentParser:
     _nir_args(p)
     _common(p)
     p.set_defaults(fn=cmd_inspect)
+    p = sub.add_parser("sweep", help="train a grid of trials (methods x seeds x options from a TOML or JSON "
+                                     "file) as Ray tasks; a sweep run again skips its finished trials")
+    p.add_argument("config", help="TOML (or .json) file with a [sweep] table of `ahsar train` options; a list "
+                                  "makes an option a grid axis, e.g. method = [\"baseline\", \"ahsar\"], "
+                                  "seeds = [0, 1]")
+    p.add_argument("-o", "--output", required=True,
+                   help="directory: trials/<id>.pt and .json per trial, sweep.json, sweep.md")
+    p.add_argument("--address", default=None,
+                   help="run on this existing Ray cluster (ray.init's address: HOST:PORT, ray://HOST:PORT or "
+                        "auto); default: a new local Ray instance on all cores")
+    p.add_argument("--serial", action="store_true", help="run the trials one by one in this process, without Ray")
+    _common(p)
+    p.set_defaults(fn=cmd_sweep)
     return ap
 
 

@@ -35,3 +35,7 @@ class BackendError(DeployError):
 
 class AttachError(DeployError):
     """AHSAR cannot be attached to a user's model, or the attached regulator was misused."""
+
+
+class ConfigError(DeployError):
+    """A sweep config file is unreadable, or has an unknown key, a wrong type or an empty grid."""

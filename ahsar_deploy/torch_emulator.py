@@ -34,7 +34,7 @@ from .emulator import _zero_reset
 from .errors import BackendError
 from .ir import DeployGraph, Layer
 
-BLOCK_ELEMENTS = 1 << 18     # samples per block: about this many neuron states of the widest layer
+BLOCK_ELEMENTS = 1 << 16     # samples per block: about this many neuron states of the widest layer (in cache)
 
 
 def _device(device):
@@ -153,11 +153,15 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI, events: 
 
 
 def run(graph: DeployGraph, spikes: np.ndarray, device="cpu", target: LoihiTarget = LOIHI,
-        block: int | None = None, events: dict | None = None) -> list[np.ndarray]:
+        block: int | None = None, events: dict | None = None, threads: int | None = None) -> list[np.ndarray]:
     """Run a quantized (integer) graph on input spikes (N, T, F) on a torch device.
 
     device: "cpu", "cuda", "cuda:1", ... (a torch.device string). block: samples per block
-    (default: about BLOCK_ELEMENTS neuron states of the widest layer).
+    (default: about BLOCK_ELEMENTS neuron states of the widest layer). threads: on the CPU,
+    blocks run in parallel on this many threads (default torch.get_num_threads()), each
+    with one torch thread (set process-wide for the run, then restored): the per-step
+    operations are small, and torch's own threads would meet at a barrier after each one,
+    which costs more than the work on a loaded machine.
     Returns per-layer spikes [(N, T, n_out) bool numpy], identical to emulator.run(graph,
     spikes, integer=True, device=None). events: a dict to which the neuron-steps where u
     wrapped ("u_wrap") and v saturated ("v_saturate") in any layer are added.
@@ -186,11 +190,37 @@ def run(graph: DeployGraph, spikes: np.ndarray, device="cpu", target: LoihiTarge
     block = block or max(1, BLOCK_ELEMENTS // widest)
     outs = [np.empty((x.shape[0], x.shape[1], l.n_out), dtype=bool) for l in graph.layers]
     in_dtype = torch.int8 if binary else torch.float64
-    for i in range(0, x.shape[0], block):
+
+    def one_block(i: int) -> dict:
         interrupts.check()
+        ev = None if events is None else {}
         h = torch.from_numpy(np.ascontiguousarray(x[i:i + block])).to(in_dtype).to(dev)
         for k, layer in enumerate(graph.layers):
-            s = _layer(layer, syns[k], recs[k], biases[k], h, target, events)
+            s = _layer(layer, syns[k], recs[k], biases[k], h, target, ev)
             outs[k][i:i + block] = s.cpu().numpy()
             h = s.view(torch.int8) if syns[k + 1:k + 2] and syns[k + 1].int8 else s
+        return ev or {}
+
+    starts = range(0, x.shape[0], block)
+    if dev.type != "cpu":
+        found = [one_block(i) for i in starts]
+    else:   # blocks in parallel, one torch thread each: no barrier between threads per small op
+        from concurrent.futures import ThreadPoolExecutor
+        before = torch.get_num_threads()
+        workers = max(1, min(len(starts), threads or before))
+        torch.set_num_threads(1)
+        try:
+            if workers == 1:
+                found = [one_block(i) for i in starts]
+            else:   # on an interrupt, blocks not yet started are dropped, running ones end
+                pool = ThreadPoolExecutor(workers)
+                try:
+                    found = list(pool.map(one_block, starts))
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            torch.set_num_threads(before)
+    for ev in found:
+        for key, n in ev.items():
+            events[key] += n
     return outs

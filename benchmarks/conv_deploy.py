@@ -5,6 +5,7 @@ is benchmarks/mnist_deploy.py's business; this measures the conv path itself).
 Network (the training CNN's shape, snn.py cnn_specs): input 1x28x28 -> conv 8 x 5x5 ->
 sum pool 2 -> conv 16 x 5x5 -> sum pool 2 -> flatten -> dense 10, both poolings fused
 into the next layer (passes/fuse.py). Inputs: Bernoulli(0.15) spikes, 16 steps.
+Writes the table to benchmarks/results/conv_deploy.md.
 Usage: python benchmarks/conv_deploy.py [--calib 512] [--emulator 512] [--lava 16]
 """
 from __future__ import annotations
@@ -49,19 +50,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     g = network(rng)
     x = rng.random((max(a.calib, a.emulator, a.lava), 16, 784)) < 0.15
+    rows = []
     t = time.perf_counter()
     q, reports = calibrate(fold(g), x[:a.calib], LOIHI)
     q = check(q, LOIHI)
     t_cal = time.perf_counter() - t
-    print(f"network 1x28x28 -> conv8 5x5 -> pool2 -> conv16 5x5 -> pool2 -> dense10 (pools fused); "
-          f"neurons {[l.n_out for l in q.layers]}, {q.notes['cores']} Loihi cores")
-    print(f"calibrate on {a.calib} x 16 steps: {t_cal:.1f} s; spike agreement per layer "
-          + " ".join(f"{r.spike_agreement:.4f}" for r in reports))
+    head = (f"network 1x28x28 -> conv8 5x5 -> pool2 -> conv16 5x5 -> pool2 -> dense10 (pools fused); "
+            f"neurons {[l.n_out for l in q.layers]}, {q.notes['cores']} Loihi cores")
+    rows.append((f"calibrate, {a.calib} samples × 16 steps", f"{t_cal:.0f} s; spike agreement "
+                 + " / ".join(f"{r.spike_agreement:.4f}" for r in reports)))
     t = time.perf_counter()
     s = emulator.run(q, x[:a.emulator])
     t_em = time.perf_counter() - t
-    print(f"emulator (integer): {a.emulator} x 16 steps in {t_em:.2f} s, "
-          f"{a.emulator * 16 / t_em:,.0f} samples x steps per second")
+    rows.append(("emulator (integer, torch cpu)", f"{a.emulator} × 16 steps in {t_em:.1f} s, about "
+                 f"{a.emulator * 16 / t_em:,.0f} samples × steps per second"))
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         lava.write_netx(q, d / "model.net")
@@ -70,18 +72,18 @@ def main() -> None:
         lv = lava.run(d, x[:a.lava], 16, timeout_s=3600, progress=False)
         t_lv = time.perf_counter() - t
         same = all(np.array_equal(l, e[:a.lava]) for l, e in zip(lv, s))
-        print(f"Lava fixed_pt: {a.lava} x 16 steps in {t_lv:.1f} s (process start and compile included), "
-              f"spikes identical to the emulator: {'yes' if same else 'NO'}")
-        t = time.perf_counter()
+        rows.append((f"Lava fixed_pt, {a.lava} samples × 16 steps", f"{t_lv:.0f} s with start-up; spikes "
+                     + ("identical to the emulator" if same else "DIFFERENT from the emulator")))
         nr = norse_backend.run_nir(d / "model.nir", x[:a.emulator])
-        t_nr = time.perf_counter() - t
         fl = emulator.run(emulator.float_view(q), x[:a.emulator])
         eq = all(np.array_equal(n_, f) for n_, f in zip(nr, fl))
-        agree = [float(np.mean(f == i)) for f, i in zip(fl, s)]
-        print(f"norse from model.nir (float64): {t_nr:.1f} s, equal to the float model of the build: "
-              f"{'yes' if eq else 'NO'}; float vs integer spike agreement "
-              + " ".join(f"{v:.4f}" for v in agree))
-
+        rows.append(("norse from model.nir (float64)", "spikes identical to the build's float model" if eq
+                     else "spikes DIFFERENT from the build's float model"))
+    lines = [head, "", "| stage | result |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    print("\n".join(lines))
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "conv_deploy.md").write_text("\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

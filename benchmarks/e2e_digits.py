@@ -3,11 +3,16 @@
 Prints a Markdown table: float test accuracy, integer-emulator and Lava accuracy on the
 full test split (360 samples), spikes identical Lava vs emulator, export wall time,
 Lava seconds per sample; then the per-layer Loihi energy table of the first seed, from
-the spikes Lava produced. Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
+the spikes Lava produced. Each seed trains exactly what `make demo` trains (`ahsar train
+--data digits --method ahsar --arch mlp --epochs 30 --seed S`, the CLI's defaults), so the
+seed-0 row is the demo's figures (tests/test_readme_figures.py checks both against the
+README). Writes benchmarks/results/e2e_digits.md and .json.
+Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +22,10 @@ import numpy as np
 import hw_targets
 from ahsar_deploy import build, checkpoint, emulator
 from ahsar_deploy import energy_report as energy
-from ahsar_deploy.train import train
+from ahsar_deploy import cli
 from exporters import lava
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -31,10 +38,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in a.seeds:
             t0 = time.perf_counter()
-            ck = train(method=a.method, epochs=a.epochs, seed=seed, progress=False)
-            t_train = time.perf_counter() - t0
             model = Path(tmp) / f"m{seed}.pt"
-            checkpoint.save(ck, model)
+            assert cli.main(["train", "--data", "digits", "--method", a.method, "--arch", "mlp", "--epochs",
+                             str(a.epochs), "--seed", str(seed), "-o", str(model), "-q"]) == 0
+            t_train = time.perf_counter() - t0
+            ck = checkpoint.load(model)
             out = Path(tmp) / f"b{seed}"
             t0 = time.perf_counter()
             build.export(model, "loihi", out, progress=False)
@@ -51,13 +59,18 @@ def main() -> None:
             acc = lambda s: float(np.mean(s[-1].sum(1).argmax(1) == y))
             rows.append((seed, ck["test_accuracy"], acc(emu), acc(got), same, t_train, t_export,
                          t_lava / len(y), [float(s.mean()) for s in got]))
-    print(f"| seed | float % | emulator % | Lava % | Lava = emulator | train s | export s "
-          f"| Lava s/sample | Lava rates per layer |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines = ["| seed | float % | emulator % | Lava % | Lava = emulator | train s | export s "
+             "| Lava s/sample | Lava rates per layer |", "|---|---|---|---|---|---|---|---|---|"]
     for s, f, e, l, same, tt, te, tl, rates in rows:
-        print(f"| {s} | {100 * f:.2f} | {100 * e:.2f} | {100 * l:.2f} | {'yes' if same else 'NO'} "
-              f"| {tt:.1f} | {te:.2f} | {tl:.3f} | {' '.join(f'{r:.3f}' for r in rates)} |")
+        lines.append(f"| {s} | {100 * f:.2f} | {100 * e:.2f} | {100 * l:.2f} | {'yes' if same else 'NO'} "
+                     f"| {tt:.1f} | {te:.2f} | {tl:.3f} | {' '.join(f'{r:.3f}' for r in rates)} |")
+    print("\n".join(lines))
     print(f"\nseed {a.seeds[0]}, Lava:\n{tables[0]}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "e2e_digits.md").write_text("\n".join(lines) + "\n")
+    keys = ("seed", "float", "emulator", "lava", "identical", "train_s", "export_s", "lava_s_per_sample", "rates")
+    (RESULTS / "e2e_digits.json").write_text(json.dumps({"epochs": a.epochs, "method": a.method, "rows": [
+        dict(zip(keys, r)) for r in rows]}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

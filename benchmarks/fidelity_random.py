@@ -6,6 +6,7 @@ spikes), deploys each to Loihi (fold, calibrate, check, fidelity pass) and compa
 integer build with the float source on held-out inputs. Prints a Markdown table: how
 many were refused, how many diverged beyond the test's tolerances (with a cause named,
 or silently: must be 0), how many did not, and how often each cause was named.
+Writes the tables to benchmarks/results/fidelity_random.md.
 Usage: python benchmarks/fidelity_random.py [--examples 500] [--seed 0]
 """
 from __future__ import annotations
@@ -44,15 +45,17 @@ def main() -> None:
 
     from hypothesis import seed
     seed(a.seed)(trial)()
-    print(f"{a.examples} random networks; tolerance: predictions {PREDICTION_TOLERANCE:.0%} of test "
-          f"samples, spikes {SPIKE_TOLERANCE:.0%} of a layer's neuron-steps\n")
-    print("| outcome | networks |\n|---|---|")
+    lines = [f"{a.examples} random networks (seed {a.seed}); tolerance: predictions {PREDICTION_TOLERANCE:.0%} "
+             f"of test samples, spikes {SPIKE_TOLERANCE:.0%} of a layer's neuron-steps", "",
+             "| outcome | networks |", "|---|---|"]
     for k in ("refused (one-line error)", "diverged, cause named", "diverged, no finding",
               "within tolerance, cause named", "within tolerance, no finding"):
-        print(f"| {k} | {outcome[k]} |")
-    print("\n| cause named | networks |\n|---|---|")
-    for k, v in causes.most_common():
-        print(f"| {k} | {v} |")
+        lines.append(f"| {k} | {outcome[k]} |")
+    lines += ["", "| cause named | networks |", "|---|---|"] + [f"| {k} | {v} |" for k, v in causes.most_common()]
+    print("\n".join(lines))
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "fidelity_random.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,16 @@ learning rate, training images shifted by up to 1 pixel (`ahsar train --data mni
 --hidden 1000 --steps 8 --batch 128 --epochs 20 --lr-schedule cosine --augment-shift 1`);
 their checkpoints are kept as mnist_mlp_<method>_seed<S>.pt for mnist_deploy.py.
 
-Runs are cached in benchmarks/results/train_methods.json (delete it to start over), so
-an interrupted benchmark resumes. Writes train_methods.md (table) and train_methods.png
+The runs are trials of ahsar_deploy.sweep (`ahsar sweep`'s machinery): Ray tasks of one
+CPU each on a local Ray instance (--workers CPUs, default all cores) or on a cluster
+(--address), or one by one in this process (--serial), with the same results either way.
+Each finished run is written to runs/train_methods/trials/ (checkpoint and result) and
+cached in benchmarks/results/train_methods.json, so an interrupted benchmark resumes
+(delete both to start over). Writes train_methods.md (table) and train_methods.png
 (validation accuracy vs epoch per method) beside it.
 
     python benchmarks/train_methods.py [--epochs 4] [--train-samples 15000] [--seeds 0,1,2]
-        [--workers 2] [--full] [--only mnist]
+        [--workers N | --address ADDR | --serial] [--full] [--only mnist]
 """
 from __future__ import annotations
 
@@ -25,14 +29,15 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "results"
+TRIALS = Path(__file__).resolve().parents[1] / "runs" / "train_methods"   # the sweep's directory
 TARGET = {"mnist": 0.97, "fmnist": 0.85}
 BAND = (0.05, 0.25)
 METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
@@ -77,32 +82,33 @@ def label(c: dict) -> str:
     return s
 
 
-def run_one(c: dict) -> dict:
-    """Train one configuration in this worker process; return its measurements."""
-    import torch
-    torch.set_num_threads(1)
+def trial(c: dict):
+    """The sweep trial that trains configuration c: its keys but "group" are train()'s
+    arguments ("control" its AHSAR control mode), the rest train()'s defaults."""
+    from ahsar_deploy.sweep import Trial
+    return Trial.make({k: v for k, v in c.items() if k != "group"},
+                      name=f"{c['data']} {label(c)} seed {c['seed']}")
+
+
+def measure(args: dict, ckpt: dict) -> dict:
+    """Runs where the trial trained (a Ray worker or this process): test accuracy on the
+    shifted test set (Gaussian noise, sigma NOISE, clipped to [0, 1], fixed seed)."""
     from ahsar_deploy import checkpoint, data as datamod
-    from ahsar_deploy.train import ahsar_config, evaluate, train
-    t0 = time.perf_counter()
-    ckpt = train(data=c["data"], method=c["method"], hidden=tuple(c["hidden"]), steps=c["steps"],
-                 epochs=c["epochs"], seed=c["seed"], batch=c["batch"],
-                 ahsar=ahsar_config(c.get("control")), theta0=c.get("theta0"),
-                 train_samples=c["train_samples"], lr_schedule=c.get("lr_schedule", "constant"),
-                 augment_shift=c.get("augment_shift", 0), progress=False)
-    secs = time.perf_counter() - t0
+    from ahsar_deploy.train import evaluate
     model = checkpoint.build_model(ckpt)
-    ds = datamod.load(c["data"])
+    ds = datamod.load(args["data"])
     rng = np.random.default_rng(1234)
     noisy = np.clip(ds.test.x + rng.normal(0.0, NOISE, ds.test.x.shape), 0.0, 1.0)
-    shifted = evaluate(model, noisy, ds.test.y, c["steps"])
-    hist = ckpt["history"]
-    reach = next((e["epoch"] for e in hist if e["val_accuracy"] >= TARGET[c["data"]]), None)
-    if c["group"] == "full":
-        checkpoint.save(ckpt, OUT / f"mnist_mlp_{c['method']}_seed{c['seed']}.pt")
-    return {"config": c, "test_accuracy": ckpt["test_accuracy"], "test_rates": ckpt["test_rates"],
-            "test_dead": ckpt["test_dead"], "noisy_accuracy": shifted["accuracy"],
-            "val_curve": [e["val_accuracy"] for e in hist], "epochs_to_target": reach,
-            "seconds": secs}
+    return {"noisy_accuracy": evaluate(model, noisy, ds.test.y, args["steps"])["accuracy"]}
+
+
+def record(c: dict, r: dict) -> dict:
+    """train_methods.json's entry for configuration c from its sweep result r."""
+    curve = r["val_accuracy"]
+    reach = next((e for e, acc in enumerate(curve, 1) if acc >= TARGET[c["data"]]), None)
+    return {"config": c, "test_accuracy": r["test_accuracy"], "test_rates": r["test_rates"],
+            "test_dead": r["test_dead"], "noisy_accuracy": r["measured"]["noisy_accuracy"],
+            "val_curve": curve, "epochs_to_target": reach, "seconds": r["train_seconds"]}
 
 
 def summarise(results: list[dict]) -> tuple[str, list[dict]]:
@@ -181,7 +187,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train-samples", type=int, default=15000)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    ap.add_argument("--address", default=None, help="run on this Ray cluster (ray.init's address)")
+    ap.add_argument("--serial", action="store_true", help="run the trials one by one in this process, no Ray")
     ap.add_argument("--full", action="store_true", help="also the full-data MNIST headline runs")
     ap.add_argument("--full-epochs", type=int, default=20)
     ap.add_argument("--only", action="append", choices=("mnist", "fmnist"))
@@ -192,21 +200,36 @@ def main() -> int:
     cache_path = OUT / "train_methods.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     todo = [c for c in configs(args) if key(c) not in cache]
-    print(f"{len(configs(args))} runs, {len(todo)} to do, {args.workers} workers", file=sys.stderr)
+    runner = "serial" if args.serial else args.address or f"local Ray, {args.workers or os.cpu_count()} CPUs"
+    print(f"{len(configs(args))} runs, {len(todo)} to do, {runner}", file=sys.stderr)
+    from ahsar_deploy.sweep import run_trials
+    configs_of: dict[str, list[dict]] = {}
+    for c in todo:
+        configs_of.setdefault(trial(c).id, []).append(c)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_one, c): c for c in todo}
-        for i, f in enumerate(as_completed(futures), 1):
-            r = f.result()
-            cache[key(r["config"])] = r
-            tmp = cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, cache_path)
-            print(f"[{i}/{len(todo)} {time.perf_counter() - t0:.0f} s] {r['config']['data']} "
-                  f"{label(r['config'])} seed {r['config']['seed']}: "
-                  f"{100 * r['test_accuracy']:.2f} %", file=sys.stderr, flush=True)
-    wanted = {key(c) for c in configs(args)}
-    table, rows = summarise([r for k, r in cache.items() if k in wanted])
+    done = []
+
+    def keep(r: dict) -> None:   # here, as each trial finishes (or was finished in TRIALS before)
+        for c in configs_of[r["id"]]:
+            cache[key(c)] = record(c, r)
+            done.append(c)
+            if c["group"] == "full":   # the checkpoint mnist_deploy.py deploys
+                tmp = OUT / f".mnist_mlp_{c['method']}_seed{c['seed']}.tmp"
+                shutil.copyfile(TRIALS / r["checkpoint"], tmp)
+                os.replace(tmp, OUT / f"mnist_mlp_{c['method']}_seed{c['seed']}.pt")
+            print(f"[{len(done)}/{len(todo)} {time.perf_counter() - t0:.0f} s] {c['data']} {label(c)} "
+                  f"seed {c['seed']}: {100 * r['test_accuracy']:.2f} %", file=sys.stderr, flush=True)
+        tmp = cache_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, cache_path)
+
+    if todo:
+        summary = run_trials([trial(c) for c in todo], TRIALS, args.address, args.serial, num_cpus=args.workers,
+                             measure=measure, on_result=keep, progress=False, source="benchmarks/train_methods.py")
+        for r in summary["trials"]:
+            if r["id"] in summary["reused"]:
+                keep(r)
+    table, rows = summarise([cache[key(c)] for c in configs(args)])   # in configs' order, not finishing order
     (OUT / "train_methods.md").write_text(table)
     plot(rows, OUT / "train_methods.png")
     print(table)
