@@ -64,8 +64,8 @@ class _Synapses:
         if self.int8:
             # Loihi's weights are even: W = g * W' with g the largest power of two dividing them
             # all; W' in int8 takes one product, else W' = 128 * hi + lo, hi and lo int8, two
-            nz = w[w != 0]
-            self.g = int(np.gcd.reduce(np.abs(nz)) & -np.gcd.reduce(np.abs(nz))) if nz.size else 1
+            bits = int(np.bitwise_or.reduce(np.abs(w), axis=None))   # lowest set bit over all |w|
+            self.g = bits & -bits if bits else 1
             wg = w // self.g
             self.single = bool(np.abs(wg).max(initial=0) <= 127)
             self.lo = torch.from_numpy((wg if self.single else wg & 127).astype(np.int8).T.copy())

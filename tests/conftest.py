@@ -32,6 +32,18 @@ def _cli(*args, timeout=600):
 
 
 @pytest.fixture
+def installed():
+    """The CLI's signal handling (interrupts.install) for the test, undone after it."""
+    from ahsar_deploy import interrupts
+    interrupts.install()
+    try:
+        yield
+    finally:
+        interrupts.closing()
+        interrupts.uninstall()
+
+
+@pytest.fixture
 def cli():
     """Run the CLI as a user would: cli(*args) -> CompletedProcess."""
     return _cli

@@ -35,16 +35,6 @@ BIN = pathlib.Path(sys.executable).parent
 TRIALS = 14
 
 
-@pytest.fixture
-def installed():
-    interrupts.install()
-    try:
-        yield
-    finally:
-        interrupts.closing()
-        interrupts.uninstall()
-
-
 def test_signal_in_a_finalizer_is_silent_and_not_lost(installed):
     """With Python's handler, KeyboardInterrupt raised in __del__ is printed ("Exception
     ignored") and dropped. Here nothing is raised or printed there, and the next check

@@ -188,16 +188,6 @@ def test_cli_json_reuses_a_finished_sweep(runs, cli_inproc):
     assert d["ran"] == [] and d["reused"] == runs.ray["ran"] and "2 trials, 2 reused" in err
 
 
-@pytest.fixture
-def installed():
-    interrupts.install()
-    try:
-        yield
-    finally:
-        interrupts.closing()
-        interrupts.uninstall()
-
-
 @pytest.mark.parametrize("serial", [True, False], ids=["serial", "ray"])
 def test_signal_keeps_finished_trials_whole(runs, tmp_path, installed, serial):
     """SIGTERM as the first trial finishes (the CLI's handlers installed): Interrupted with
