@@ -24,10 +24,8 @@ def cmd_train(a) -> dict:
     from . import checkpoint
     from .errors import DeployError
     from .train import ahsar_config, train
-    try:
-        if a.hidden is None:
-            a.hidden = {"mlp": "128,64", "rnn": "128"}.get(a.arch, "")
-        hidden = tuple(int(h) for h in a.hidden.split(",") if h)
+    try:   # options left unset (None) take train.default_options' values for the data and arch
+        hidden = None if a.hidden is None else tuple(int(h) for h in a.hidden.split(",") if h)
         channels = tuple(int(c) for c in a.channels.split(",") if c)
     except ValueError:
         raise DeployError(f"--hidden {a.hidden!r} / --channels {a.channels!r}: "
@@ -305,7 +303,13 @@ def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="ahsar", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"ahsar-deploy {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint")
+    p = sub.add_parser("train", help="train a regulated SNN and write a checkpoint",
+                       description="Train a regulated SNN and write a checkpoint. Defaults depend on the input "
+                                   "size: inputs of 784 features or more (28x28 images: mnist, fmnist) get "
+                                   "--hidden 1000 (mlp), --steps 8, --batch 128, --lr 1e-3, --lr-schedule "
+                                   "cosine; smaller ones (digits) --hidden 128,64 (mlp), --steps 16, --batch 64, "
+                                   "--lr 2e-3, --lr-schedule constant. Options given on the command line always "
+                                   "win.")
     p.add_argument("--data", default="digits", metavar="NAME|FILE.npz",
                    help=f"built-in dataset ({', '.join(DATASETS)}; sdigits, smnist: images fed row by row "
                         f"as binary spikes) or an .npz file: x, y (or x_train, y_train, x_test, y_test); "
@@ -315,8 +319,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="mlp", choices=ARCHS,
                    help="mlp, cnn, or rnn (hidden dense layers with recurrent weights; e.g. --data smnist)")
     p.add_argument("--hidden", default=None,
-                   help="hidden dense layer sizes, comma separated (default: mlp 128,64; rnn 128; "
-                        "cnn none after the convolutions)")
+                   help="hidden dense layer sizes, comma separated (default: mlp 1000 for inputs of 784+ "
+                        "features, else 128,64; rnn 128; cnn none after the convolutions)")
     p.add_argument("--bias", action="store_true", help="mlp, rnn: a trainable bias per neuron (default off)")
     p.add_argument("--i-decay", type=int, default=1024,
                    help="current decay register 0..4096 of every layer, u *= 1 - i_decay/4096 (default 1024)")
@@ -328,13 +332,19 @@ def parser() -> argparse.ArgumentParser:
                         "in the readout; mlp and rnn only; deploy with --target xylo-audio2)")
     p.add_argument("--channels", default="8,16", help="cnn: output channels per conv+pool stage")
     p.add_argument("--pool", default="sum", choices=("sum", "avg"), help="cnn: pooling kind")
-    p.add_argument("--steps", type=int, default=None, help="time steps per sample (default 16; spike data: its own)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="time steps per sample (default 8 for inputs of 784+ features, else 16; spike data: "
+                        "its own)")
     p.add_argument("--encoding", default="rate", choices=ENCODINGS, help="input coding")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default 1e-3 for inputs of 784+ features, else 2e-3)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="cosine anneals the rate to 0 over the epochs (default cosine for inputs of 784+ "
+                        "features, else constant)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 128 for inputs of 784+ "
+                                                          "features, else 64)")
     p.add_argument("--control", choices=("integral", "proportional"), default=None,
                    help="AHSAR control mode (default integral)")
     p.add_argument("--theta0", type=float, default=None,

@@ -136,8 +136,8 @@ def _complete(args: dict) -> dict:
         raise DeployError(f"trial arguments {', '.join(unknown)}: train() takes none of these "
                           f"(it takes {', '.join(sorted(defaults))})")
     out = {**defaults, **args}
-    for k in LIST_OPTIONS:
-        out[k] = [int(v) for v in out[k]]
+    for k in LIST_OPTIONS:   # None: train() picks it (hidden, from the data and the arch)
+        out[k] = None if out[k] is None else [int(v) for v in out[k]]
     return out
 
 
@@ -306,8 +306,9 @@ def expand(config: "SweepConfig | dict | str | Path") -> list[Trial]:
     in the file varying slowest. ``config``: a :class:`SweepConfig`, a config file path or
     a ``[sweep]`` dict. Each trial's name lists its axis values (``method=ahsar seed=1``;
     the trial's id when there is no axis).
-    Options `ahsar train` derives are resolved as it does: ``hidden`` left out is 128,64
-    for mlp, 128 for rnn, none for cnn; ``pool`` "sum" is train()'s "sum_pool".
+    Options left out keep `ahsar train`'s defaults: those it derives from the data and the
+    arch (hidden, steps, batch, lr, lr_schedule: None here) are resolved by train() itself
+    (train.default_options); ``pool`` "sum" is train()'s "sum_pool".
     ConfigError for a combination `ahsar train` refuses (control with a method without
     AHSAR)."""
     cfg = _as_config(config)
@@ -320,8 +321,6 @@ def expand(config: "SweepConfig | dict | str | Path") -> list[Trial]:
         if v["control"] is not None and "ahsar" not in v["method"]:
             raise ConfigError(f"{cfg.source}: control = {v['control']!r} with method = {v['method']!r}: "
                               f"control applies to AHSAR; list only methods with ahsar, or drop control")
-        if v["hidden"] is None:   # as cmd_train
-            v["hidden"] = {"mlp": "128,64", "rnn": "128"}.get(v["arch"], "")
         for k in LIST_OPTIONS:
             if isinstance(v[k], str):
                 v[k] = [int(x) for x in v[k].split(",") if x.strip()]
@@ -344,7 +343,8 @@ def _train(trial: Trial, measure: Measure | None) -> tuple[dict, dict]:
     from .train import ahsar_config, train
     kw = dict(trial.args)
     control = kw.pop("control")
-    kw.update(hidden=tuple(kw["hidden"]), channels=tuple(kw["channels"]), ahsar=ahsar_config(control),
+    kw.update(hidden=None if kw["hidden"] is None else tuple(kw["hidden"]), channels=tuple(kw["channels"]),
+              ahsar=ahsar_config(control),
               progress=False)
     t0 = time.perf_counter()
     ckpt = train(**kw)
