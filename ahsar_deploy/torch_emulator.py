@@ -9,11 +9,11 @@ the machine's limit on a CPU and on an accelerator where torch has one.
 Exactness, per step (Loihi's maths as in emulator.py's docstring; the dtype chosen is exact):
 - Dense synaptic input W x on the CPU: int8 x int8 -> int32 matrix products
   (torch._int_mm, oneDNN), exact while n_in * max|W| < 2**31. Loihi's weights are 8-bit
-  mantissas, even integers in [-256, 254] (hw_targets/loihi.py), one bit wider than int8,
-  so W = 128 * (W >> 7) + (W & 127) is split into two int8 matrices and summed in int32.
-  When every weight is a multiple of 2**k (Loihi's 8-bit mantissas are even), W / 2**k is
-  tried first: it fits int8 and takes one product. Binary (0/1) inputs only; graded inputs, wider weights and other devices use float32 when
-  every partial sum stays below 2**24 (exact; TF32 refused), else float64 (exact below 2**53).
+  mantissas, even integers in [-256, 254] (hw_targets/loihi.py): W / 2**k, k the largest
+  power of two dividing every weight, fits int8 and takes one product; otherwise
+  W = 128 * (W >> 7) + (W & 127) takes two, summed in int32. Binary (0/1) inputs only;
+  graded inputs, wider weights and other devices use float32 when every partial sum stays
+  below 2**24 (exact; refused if CUDA's TF32 is on), else float64 (exact below 2**53).
 - Conv: torch's conv2d in float32 or float64 under the same bounds, wrapped to signed 24 bit.
 - Neuron state u, v in float64: integers below 2**24 times a 12-bit decay factor
   keep / 4096 give products below 2**36, exact in float64's 53-bit mantissa, and
