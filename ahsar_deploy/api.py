@@ -209,6 +209,13 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: f
     emulator, bit-exact with Lava and with XyloSim, when nothing is cached) and added to its cache.
     Returns (spikes, the backend they came from); the log names the file and the counts."""
     import hw_targets
+    if device != "cpu":   # checked whether or not any sample is left to run
+        from .torch_emulator import _device
+        if backend not in (None, "emulator"):
+            raise BackendError(f"--device {device}: only --backend emulator runs on a torch device; {backend} "
+                               f"runs on the CPU (drop --device)")
+        _device(device)
+        backend = "emulator"
     keys = runs.sample_keys(xs)
     best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
     for b in [backend] if backend else ["xylosim" if hw_targets.is_xylo(graph.target) else "lava", "emulator"]:

@@ -218,6 +218,7 @@ def parse(table: dict, source: str = "<config>", base: str | Path = ".") -> Swee
     base = Path(base)
     options: dict = {}
     axes: list[str] = []
+    spelled: dict[str, str] = {}               # option -> how the file first wrote it
     for shown, value in table.items():
         key = "seed" if shown in ("seed", "seeds") else str(shown).replace("-", "_")
         if key not in opts:
@@ -227,7 +228,9 @@ def parse(table: dict, source: str = "<config>", base: str | Path = ".") -> Swee
                               + (f"did you mean {close[0]!r}? " if close else "")
                               + "keys are `ahsar train` options: " + ", ".join(names))
         if key in options:
-            raise ConfigError(f"{source}: both 'seed' and 'seeds' in [sweep]; give one of them")
+            raise ConfigError(f"{source}: {spelled[key]!r} and {shown!r} in [sweep] are the same option "
+                              f"({key}); give one of them")
+        spelled[key] = str(shown)
         if isinstance(value, list) and not value:
             raise ConfigError(f"{source}: {shown} = [] is an empty grid axis; list at least one value, "
                               f"or leave {shown} out for the default ({opts[key].default!r})")

@@ -41,10 +41,13 @@ def _device(device):
     import torch
     try:
         dev = torch.device(device)
+        if dev.type == "meta":
+            raise RuntimeError("a meta device holds no data")
         torch.empty(1, device=dev)
     except (RuntimeError, AssertionError) as e:   # e.g. "Torch not compiled with CUDA enabled"
-        raise BackendError(f"--device {device}: torch cannot use it here ({' '.join(str(e).split())[:100]}); "
-                           f"use --device cpu") from None
+        why = " ".join(str(e).split())
+        why = why if len(why) <= 120 else why[:why.rfind(" ", 0, 120)] + " ..."
+        raise BackendError(f"--device {device}: torch cannot use it here ({why}); use --device cpu") from None
     return dev
 
 

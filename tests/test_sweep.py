@@ -131,6 +131,9 @@ BAD = [
     ("bad.toml", '[sweep]\nmethod = ["baseline", "ahsar"]\ncontrol = "proportional"\n', "control", "baseline"),
     ("bad.toml", '[sweep]\nhidden = [[16], [0]]\n', "hidden[1]", "size <= 0"),
     ("bad.toml", '[sweep]\ndata = "nope.npz"\n', "data", "neither a built-in"),
+    ("bad.toml", '[sweep]\nlr-schedule = "cosine"\nlr_schedule = "constant"\n', "'lr-schedule' and 'lr_schedule'",
+     "same option"),
+    ("bad.toml", '[sweep]\nseed = 0\nseeds = [1]\n', "'seed' and 'seeds'", "same option"),
 ]
 
 

@@ -121,3 +121,7 @@ def test_cli_device(small_build, cli_inproc, tmp_path):
     assert code == 1 and "--device tpu9: torch cannot use it here" in err and "use --device cpu" in err
     code, _, err = cli_inproc("energy", small_build, "--backend", "lava", "--samples", "4", "--device", "cuda")
     assert code == 1 and "only --backend emulator runs on a torch device" in err
+    # refused even when every sample is cached already (nothing left to run), and a meta device
+    for device in ("tpu9", "meta"):
+        code, _, err = cli_inproc("energy", small_build, "--samples", "4", "--device", device)
+        assert code == 1 and f"--device {device}: torch cannot use it here" in err, err
