@@ -111,13 +111,23 @@ def _data_id(name: str) -> str:
     return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def _check_device(device: str, backend: str | None) -> None:
+    """BackendError unless device is "cpu", or the emulator (backend "emulator" or None,
+    the default) can run on it (torch_emulator._device)."""
+    if device == "cpu":
+        return
+    if backend not in (None, "emulator"):
+        raise BackendError(f"--device {device}: only --backend emulator runs on a torch device; {backend} runs "
+                           f"on the CPU (drop --device)")
+    from .torch_emulator import _device
+    _device(device)
+
+
 def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress: bool, device: str = "cpu"):
     from exporters import BACKENDS
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if device != "cpu" and backend != "emulator":
-        raise BackendError(f"--device {device}: only --backend emulator runs on a torch device; {backend} runs "
-                           f"on the CPU (drop --device)")
+    _check_device(device, backend)
     log.info("running %d samples x %d steps on %s%s", len(x), graph.steps, backend,
              "" if device == "cpu" else f" ({device})")
     t0 = time.perf_counter()
@@ -209,12 +219,8 @@ def _cached_spikes(build, graph, xs: np.ndarray, backend: str | None, timeout: f
     emulator, bit-exact with Lava and with XyloSim, when nothing is cached) and added to its cache.
     Returns (spikes, the backend they came from); the log names the file and the counts."""
     import hw_targets
-    if device != "cpu":   # checked whether or not any sample is left to run
-        from .torch_emulator import _device
-        if backend not in (None, "emulator"):
-            raise BackendError(f"--device {device}: only --backend emulator runs on a torch device; {backend} "
-                               f"runs on the CPU (drop --device)")
-        _device(device)
+    _check_device(device, backend)   # whether or not any sample is left to run
+    if device != "cpu":
         backend = "emulator"
     keys = runs.sample_keys(xs)
     best, cache, rows = None, None, np.full(len(xs), -1, dtype=np.int64)
