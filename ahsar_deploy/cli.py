@@ -35,12 +35,17 @@ def cmd_train(a) -> dict:
             raise DeployError(f"{name} must be positive, not {v}")
     if a.augment_shift < 0:
         raise DeployError(f"--augment-shift must be >= 0, not {a.augment_shift}")
-    if a.control is not None and "ahsar" not in a.method:
-        raise DeployError(f"--control applies to AHSAR; method {a.method!r} has no regulator")
+    for flag, v in (("--control", a.control), ("--ahsar-set", a.ahsar_set)):
+        if v is not None and "ahsar" not in a.method:
+            raise DeployError(f"{flag} applies to AHSAR; method {a.method!r} has no regulator")
+    try:
+        reg = ahsar_config(a.control, a.ahsar_set)
+    except ValueError as e:
+        raise DeployError(f"--ahsar-set {a.ahsar_set!r}: {e}") from None
     try:
         ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
                      epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,
-                     ahsar=ahsar_config(a.control), theta0=a.theta0, channels=channels,
+                     ahsar=reg, theta0=a.theta0, channels=channels,
                      pool=a.pool + "_pool", train_samples=a.train_samples,
                      lr_schedule=a.lr_schedule, augment_shift=a.augment_shift,
                      bias=a.bias, i_decay=a.i_decay, v_decay=a.v_decay, progress=not a.quiet,
@@ -205,6 +210,10 @@ def cmd_inspect(a) -> dict:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
                      f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
+        from .regulator import AHSARConfig
+        changed = {k: v for k, v in r.config.to_dict().items() if v != AHSARConfig().to_dict()[k]}
+        lines.append("  AHSAR settings: " + (", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                    for k, v in changed.items()) or "the defaults"))
     if hist:
         lines.append("  epoch  train loss  val loss  val acc %  rates per layer"
                      + ("  |  AHSAR h / scales / gain" if "gain" in hist[0] else ""))
@@ -347,6 +356,9 @@ def parser() -> argparse.ArgumentParser:
                                                           "features, else 64)")
     p.add_argument("--control", choices=("integral", "proportional"), default=None,
                    help="AHSAR control mode (default integral)")
+    p.add_argument("--ahsar-set", default=None, metavar="KEY=VALUE,...",
+                   help="AHSAR settings (README, AHSAR section), e.g. r_lo=0.02,r_hi=0.12 for a lower "
+                        "band, diffusion=0, eta_g=0 (no global gain)")
     p.add_argument("--theta0", type=float, default=None,
                    help="initial threshold of every layer (default 1; rouser 1.25)")
     p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")

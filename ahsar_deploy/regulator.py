@@ -13,7 +13,7 @@ In eval mode nothing changes (like BatchNorm running statistics).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -53,6 +53,56 @@ class AHSARConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def parse(cls, spec: str, base: "AHSARConfig | None" = None) -> "AHSARConfig":
+        """``"KEY=VALUE,KEY=VALUE"`` (`ahsar train --ahsar-set`): the fields named, over ``base``
+        (default: the default config). Values are numbers, and ``control`` integral or
+        proportional. ValueError, one line, for an unknown key, a bad value or a bad item."""
+        known = {f.name: f for f in fields(cls)}
+        changes = {}
+        for item in (i.strip() for i in spec.split(",")):
+            if not item:
+                continue
+            key, eq, val = (t.strip() for t in item.partition("="))
+            if not eq or key not in known:
+                raise ValueError(f"AHSAR setting {item!r}: expected KEY=VALUE with KEY one of "
+                                 f"{', '.join(known)}")
+            if key == "control":
+                changes[key] = val
+                continue
+            try:
+                changes[key] = float(val)
+            except ValueError:
+                raise ValueError(f"AHSAR setting {item!r}: {key} takes a number") from None
+        try:
+            out = replace(base or cls(), **changes)
+        except TypeError as e:
+            raise ValueError(f"AHSAR settings {spec!r}: {e}") from None
+        out.check()
+        return out
+
+    def check(self) -> None:
+        """ValueError, one line, unless the fields make a working rule: 0 < r_lo < r_hi,
+        0 <= mu < 1, 0 <= diffusion <= 1, control integral|proportional, s_max >= 1,
+        0 < g_min <= 1 <= g_max, steps and weights >= 0."""
+        bad = []
+        if not 0 < self.r_lo < self.r_hi:
+            bad.append(f"band r_lo={self.r_lo:g}, r_hi={self.r_hi:g} needs 0 < r_lo < r_hi")
+        if not 0 <= self.mu < 1:
+            bad.append(f"mu={self.mu:g} outside [0, 1)")
+        if not 0 <= self.diffusion <= 1:
+            bad.append(f"diffusion={self.diffusion:g} outside [0, 1]")
+        if self.control not in ("integral", "proportional"):
+            bad.append(f"control={self.control!r}: integral or proportional")
+        if self.s_max < 1:
+            bad.append(f"s_max={self.s_max:g} below 1")
+        if not 0 < self.g_min <= 1 <= self.g_max:
+            bad.append(f"gain bounds g_min={self.g_min:g}, g_max={self.g_max:g} need 0 < g_min <= 1 <= g_max")
+        bad += [f"{n}={getattr(self, n):g} is negative" for n in ("eta_s", "k", "a", "eta_g")
+                if getattr(self, n) < 0]
+        if bad:
+            raise ValueError("AHSAR config: " + "; ".join(bad))
+
 
 class AHSAR(nn.Module):
     """Per-layer homeostatic threshold scales; buffers only, no parameters."""
@@ -60,9 +110,7 @@ class AHSAR(nn.Module):
     def __init__(self, n_layers: int, config: AHSARConfig | None = None):
         super().__init__()
         self.config = config or AHSARConfig()
-        if self.config.control not in ("integral", "proportional"):
-            raise ValueError(f"AHSAR control must be 'integral' or 'proportional', "
-                             f"not {self.config.control!r}")
+        self.config.check()
         n = n_layers
         self.register_buffer("h", torch.full((n,), self.config.centre, dtype=torch.float64))
         self.register_buffer("log_s", torch.zeros(n, dtype=torch.float64))

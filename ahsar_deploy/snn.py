@@ -125,6 +125,9 @@ class CubaLIF(nn.Module):
     on a convolution.
     reset "subtract" with max_events (1..31): Xylo's multi-event neuron (module docstring,
     dense layers, not hoyer); "zero" (max_events 1): reset to zero, one spike per step.
+    keep_v (attribute, default False): when True, forward keeps ``v_trace``, one tensor
+    (B, *out) per step of the membrane before spike and reset in units of the threshold
+    (v / theta; hoyer: v over its inference threshold), detached.
     """
 
     def __init__(self, syn: nn.Module, n_theta: int, i_decay: int, v_decay: int,
@@ -138,6 +141,7 @@ class CubaLIF(nn.Module):
             raise ValueError(f"reset {reset!r} with up to {max_events} events per step: supported are "
                              f"'zero' with 1, and 'subtract' with 1..31 on dense, non-hoyer layers")
         self.reset = reset
+        self.keep_v = False   # set by a caller (benchmarks/robustness.py): forward keeps v_trace
         self.max_events = int(max_events)
         self.syn = syn
         self.rec = nn.Linear(n_theta, n_theta, bias=False) if recurrent else None
@@ -180,10 +184,14 @@ class CubaLIF(nn.Module):
         v = torch.zeros_like(u)
         out = []
         self.hoyer_loss = cur.new_zeros(())
+        self.v_trace = [] if self.keep_v else None
         for t in range(steps):
             i_t = cur[:, t] if self.rec is None or not out else cur[:, t] + self.rec(out[-1])
             u = du * u + i_t
             v = dv * v + u if self.bias is None else dv * v + u + self.bias
+            if self.keep_v:
+                eff = theta * self.v_th.abs() * self.e_run if self.hoyer else theta
+                self.v_trace.append((v / eff).detach())
             if self.hoyer:
                 s = self._hoyer_step(v, theta)
             elif self.base == "rouser":

@@ -12,12 +12,13 @@ A config file holds one ``[sweep]`` table of `ahsar train` options (the same nam
 
 An option left out takes `ahsar train`'s default (read from the CLI's own parser, so the
 two never disagree). A JSON file is the same as ``{"sweep": {...}}``, where ``null`` is
-an option's "not set" (steps, theta0, train_samples, control). A relative ``.npz`` path
+an option's "not set" (steps, theta0, train_samples, control, ahsar_set). A relative ``.npz`` path
 in ``data`` is taken from the config file's folder. The grid is the product of the axes,
 the first axis in the file varying slowest; each trial is a dict of
-:func:`ahsar_deploy.train.train` keyword arguments (``control`` standing for
-``ahsar=ahsar_config(control)``), named by its axis values and identified by a hash of
-all its arguments (:class:`Trial`).
+:func:`ahsar_deploy.train.train` keyword arguments (``control`` and ``ahsar_set``
+standing for ``ahsar=ahsar_config(control, ahsar_set)``), named by its axis values and
+identified by a hash of the arguments that differ from train()'s defaults (:class:`Trial`;
+so a new train() option leaves existing trials' ids alone).
 
 The output directory::
 
@@ -76,8 +77,9 @@ Measure = Callable[[dict, dict], dict]   # (trial arguments, checkpoint dict) ->
 @dataclass(frozen=True)
 class Trial:
     """One training run: ``args`` are :func:`ahsar_deploy.train.train`'s keyword arguments,
-    every one given (JSON types: lists for tuples; ``control`` for ``ahsar``), ``id`` the
-    first 12 hex digits of the SHA-256 of ``args`` as sorted JSON, ``name`` for people."""
+    every one given (JSON types: lists for tuples; ``control`` and ``ahsar_set`` for
+    ``ahsar``), ``id`` the first 12 hex digits of the SHA-256 of the sorted JSON of those
+    ``args`` that differ from train()'s keyword defaults, ``name`` for people."""
     id: str
     name: str
     args: dict
@@ -85,9 +87,11 @@ class Trial:
     @classmethod
     def make(cls, args: dict, name: str | None = None) -> "Trial":
         """A trial from train() keyword arguments; those left out take train()'s defaults
-        (``control`` may replace ``ahsar``). DeployError for a name train() does not take."""
+        (``control`` and ``ahsar_set`` may replace ``ahsar``). DeployError for a name train() does not take."""
         args = _complete(args)
-        blob = json.dumps(args, sort_keys=True, separators=(",", ":"))
+        defaults = _train_defaults()   # only what differs: a new train() option keeps old ids
+        blob = json.dumps({k: v for k, v in args.items() if v != defaults[k]}, sort_keys=True,
+                          separators=(",", ":"))
         tid = hashlib.sha256(blob.encode()).hexdigest()[:12]
         return cls(id=tid, name=name or tid, args=args)
 
@@ -112,14 +116,14 @@ def _train_options() -> dict[str, argparse.Action]:
 
 
 def _train_defaults() -> dict:
-    """train()'s keyword defaults, tuples as lists, ``control`` in place of ``ahsar``."""
+    """train()'s keyword defaults, tuples as lists, ``control`` and ``ahsar_set`` in place of ``ahsar``."""
     from .train import train
     out = {}
     for name, p in inspect.signature(train).parameters.items():
         if name == "progress":
             continue
         if name == "ahsar":
-            out["control"] = None
+            out["control"] = out["ahsar_set"] = None
         else:
             out[name] = list(p.default) if isinstance(p.default, tuple) else p.default
     return out
@@ -128,9 +132,10 @@ def _train_defaults() -> dict:
 def _complete(args: dict) -> dict:
     defaults = _train_defaults()
     args = dict(args)
-    if "ahsar" in args:   # the benchmarks pass the config object's control mode
+    if "ahsar" in args:   # the benchmarks pass a config object: its control mode and other fields
         reg = args.pop("ahsar")
         args.setdefault("control", None if reg is None else reg.control)
+        args.setdefault("ahsar_set", None if reg is None else _settings(reg))
     unknown = sorted(set(args) - set(defaults))
     if unknown:
         raise DeployError(f"trial arguments {', '.join(unknown)}: train() takes none of these "
@@ -139,6 +144,15 @@ def _complete(args: dict) -> dict:
     for k in LIST_OPTIONS:   # None: train() picks it (hidden, from the data and the arch)
         out[k] = None if out[k] is None else [int(v) for v in out[k]]
     return out
+
+
+def _settings(reg) -> str | None:
+    """An AHSARConfig's fields that differ from the default, as `--ahsar`'s KEY=VALUE,...
+    (control apart: it has its own option); None when there are none."""
+    from .regulator import AHSARConfig
+    base = AHSARConfig().to_dict()
+    diff = [f"{k}={v!r}" for k, v in reg.to_dict().items() if k != "control" and v != base[k]]
+    return ",".join(diff) or None
 
 
 def _kind(v) -> str:
@@ -321,9 +335,16 @@ def expand(config: "SweepConfig | dict | str | Path") -> list[Trial]:
     for combo in itertools.product(*(cfg.options[k] for k in cfg.axes)):
         chosen = {**fixed, **dict(zip(cfg.axes, combo))}
         v = {k: chosen.get(k, a.default) for k, a in opts.items()}
-        if v["control"] is not None and "ahsar" not in v["method"]:
-            raise ConfigError(f"{cfg.source}: control = {v['control']!r} with method = {v['method']!r}: "
-                              f"control applies to AHSAR; list only methods with ahsar, or drop control")
+        for k in ("control", "ahsar_set"):
+            if v[k] is not None and "ahsar" not in v["method"]:
+                raise ConfigError(f"{cfg.source}: {k} = {v[k]!r} with method = {v['method']!r}: {k} "
+                                  f"applies to AHSAR; list only methods with ahsar, or drop {k}")
+        if v["ahsar_set"] is not None:
+            from .train import ahsar_config
+            try:
+                ahsar_config(v["control"], v["ahsar_set"])
+            except ValueError as e:
+                raise ConfigError(f"{cfg.source}: ahsar_set: {e}") from None
         for k in LIST_OPTIONS:
             if isinstance(v[k], str):
                 v[k] = [int(x) for x in v[k].split(",") if x.strip()]
@@ -345,9 +366,9 @@ def _train(trial: Trial, measure: Measure | None) -> tuple[dict, dict]:
     """Train one trial in this process: (result without files, checkpoint dict)."""
     from .train import ahsar_config, train
     kw = dict(trial.args)
-    control = kw.pop("control")
+    control, settings = kw.pop("control"), kw.pop("ahsar_set")
     kw.update(hidden=None if kw["hidden"] is None else tuple(kw["hidden"]), channels=tuple(kw["channels"]),
-              ahsar=ahsar_config(control),
+              ahsar=ahsar_config(control, settings),
               progress=False)
     t0 = time.perf_counter()
     ckpt = train(**kw)

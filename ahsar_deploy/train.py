@@ -203,6 +203,11 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
                                             "augment_shift": augment_shift, "bias": bias}})
 
 
-def ahsar_config(control: str | None = None) -> AHSARConfig | None:
-    """The default AHSAR config, with the control mode switched if asked."""
-    return None if control is None else replace(AHSARConfig(), control=control)
+def ahsar_config(control: str | None = None, settings: str | None = None) -> AHSARConfig | None:
+    """The AHSAR config `ahsar train --control C --ahsar KEY=VALUE,...` asks for: None (the
+    method's default) when neither is given, else the default config with the control mode
+    switched and the settings applied (AHSARConfig.parse; ValueError for a bad one)."""
+    if control is None and not settings:
+        return None
+    base = AHSARConfig() if control is None else replace(AHSARConfig(), control=control)
+    return AHSARConfig.parse(settings or "", base)

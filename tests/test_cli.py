@@ -122,6 +122,15 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     r = cli("inspect", out)
     assert r.returncode == 0 and "augment_shift 1" in r.stdout and "lr_schedule 'cosine'" in r.stdout
     bad = tmp_path / "bad.pt"
+    r = cli("train", "--data", "digits", "--hidden", "8", "--steps", "4", "--epochs", "1", "--train-samples", "100",
+            "--ahsar-set", "r_lo=0.02,r_hi=0.1,eta_g=0", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert {k: checkpoint.load(out)["regulator"]["config"][k] for k in ("r_lo", "r_hi", "eta_g")} == \
+        {"r_lo": 0.02, "r_hi": 0.1, "eta_g": 0.0}
+    assert "AHSAR settings: r_lo=0.02, r_hi=0.1, eta_g=0" in cli("inspect", out).stdout
+    assert_one_line_error(cli("train", "--ahsar-set", "band=1", "-o", bad), "--ahsar-set", "KEY one of r_lo")
+    assert_one_line_error(cli("train", "--method", "baseline", "--ahsar-set", "eta_g=0", "-o", bad),
+                          "--ahsar-set applies to AHSAR")
     assert_one_line_error(cli("train", "--augment-shift", "-1", "-o", bad), "--augment-shift")
     assert_one_line_error(cli("train", "--epochs", "0", "-o", bad), "--epochs")
     assert not bad.exists()

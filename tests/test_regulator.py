@@ -99,3 +99,17 @@ def test_state_restored_exactly_from_checkpoint(small_model):
     for k in ("h", "log_s", "log_g"):
         assert torch.equal(model.regulator.state_dict()[k], ckpt["state_dict"][f"regulator.{k}"])
     assert [t.tolist() for t in model.thresholds()] == ckpt["thresholds"]
+
+
+def test_settings_parse_and_refuse_in_one_line():
+    c = AHSARConfig.parse("r_lo=0.02, r_hi=0.1,eta_g=0,control=proportional")
+    assert (c.r_lo, c.r_hi, c.eta_g, c.control, c.diffusion) == (0.02, 0.1, 0.0, "proportional", 0.25)
+    assert AHSARConfig.parse("", AHSARConfig(k=2.0)) == AHSARConfig(k=2.0)
+    for spec, words in (("band=1", "KEY one of r_lo"), ("r_lo", "KEY=VALUE"), ("mu=fast", "mu takes a number"),
+                        ("r_lo=0.3", "r_lo < r_hi"), ("mu=1", "mu=1 outside"), ("control=pid", "integral or"),
+                        ("g_min=1.5", "g_min <= 1"), ("eta_s=-1", "eta_s=-1 is negative")):
+        with pytest.raises(ValueError, match=words) as e:
+            AHSARConfig.parse(spec)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="s_max=0.5 below 1"):
+        AHSAR(2, AHSARConfig(s_max=0.5))

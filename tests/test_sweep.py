@@ -120,6 +120,21 @@ def test_expand_order_names_and_ids():
     assert [t.args["hidden"] for t in grid] == [[16], [16], [32, 8], [32, 8]]
 
 
+def test_ids_hash_only_what_differs_from_the_defaults():
+    """A value given at train()'s default trains the same network: same id. So does an
+    AHSAR config object equal to what ahsar_set names; a new train() option given at its
+    default therefore leaves every existing id alone."""
+    from ahsar_deploy.regulator import AHSARConfig
+    plain = sw.Trial.make({"data": "digits", "method": "ahsar"})
+    assert sw.Trial.make({"data": "digits", "method": "ahsar", "seed": 0, "epochs": 30, "bias": False}).id == plain.id
+    low = sw.expand({"data": "digits", "method": "ahsar", "ahsar_set": ["r_lo=0.02,r_hi=0.1", "eta_g=0"]})
+    assert [t.args["ahsar_set"] for t in low] == ["r_lo=0.02,r_hi=0.1", "eta_g=0"]
+    assert len({plain.id, *(t.id for t in low)}) == 3
+    obj = sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig(eta_g=0.0)})
+    assert obj.args["ahsar_set"] == "eta_g=0.0" and obj.args["control"] == "integral"
+    assert sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig()}).args["ahsar_set"] is None
+
+
 BAD = [
     ("bad.toml", '[sweep]\nepoch = 3\n', "unknown key 'epoch'", "did you mean 'epochs'"),
     ("bad.toml", '[sweep]\nepochs = "3"\n', "epochs", "is a string"),
@@ -129,6 +144,9 @@ BAD = [
     ("bad.toml", 'epochs = 3\n', "no [sweep] table", "[sweep]"),
     ("bad.json", '{"sweep": {"lr": true}}', "lr", "is a boolean"),
     ("bad.toml", '[sweep]\nmethod = ["baseline", "ahsar"]\ncontrol = "proportional"\n', "control", "baseline"),
+    ("bad.toml", '[sweep]\nmethod = ["baseline", "ahsar"]\nahsar_set = "eta_g=0"\n', "ahsar_set", "baseline"),
+    ("bad.toml", '[sweep]\nahsar-set = "r_lo=0.3"\n', "ahsar_set", "r_lo < r_hi"),
+    ("bad.toml", '[sweep]\nahsar-set = "band=1"\n', "ahsar_set", "KEY one of r_lo"),
     ("bad.toml", '[sweep]\nhidden = [[16], [0]]\n', "hidden[1]", "size <= 0"),
     ("bad.toml", '[sweep]\ndata = "nope.npz"\n', "data", "neither a built-in"),
     ("bad.toml", '[sweep]\nlr-schedule = "cosine"\nlr_schedule = "constant"\n', "'lr-schedule' and 'lr_schedule'",

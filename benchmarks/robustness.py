@@ -1,0 +1,327 @@
+"""Robustness to input corruptions, with and without AHSAR, float model and deployed build (issue 21).
+
+Trials (run through `ahsar sweep`'s machinery, kept in runs/robustness/trials/):
+- budget: train_methods.py's fixed budget (MLP 784-256-10, 8 steps, rate coding, batch
+  128, Adam 2e-3, 4 epochs on the first 15,000 training images) for every threshold
+  method with and without AHSAR, MNIST and Fashion-MNIST;
+- default: the README's `ahsar train --data D --method M --epochs 5` (784-1000-10, 8
+  steps, batch 128, Adam 1e-3 cosine: train.default_options), baseline and AHSAR;
+- recipe: the README's MNIST recipe, `ahsar train --data mnist --method M --augment-shift 1
+  --epochs 20` (seed 0 by default: 16 minutes of one core per trial here);
+- ablation (MNIST, the budget above): AHSAR with one part changed (`--ahsar-set`,
+  `--control`): proportional control, no diffusion, no global gain, no scale bound, a
+  lower and a higher band.
+Seeds 0, 1, 2 (recipe: 0) by default; `--seeds 0,1` for every group, `--recipe-seeds`.
+
+Each checkpoint is exported (`ahsar-export --target loihi`, calibration on the
+checkpoint's data) and both the float model (torch) and the deployed integer build (the
+bit-exact emulator) run on the first --samples test images, clean and under every
+corruption of ahsar_deploy.corrupt at severities 1-3 (one fixed corruption seed per
+image set, the same for every model). Per hidden layer, on clean and corrupted inputs:
+firing rate, fraction of neurons that never fire, the membrane in units of the
+threshold (mean v/theta, and the fraction of neuron-steps within 20 % of the threshold,
+where small input changes flip spikes), the fraction of clean hidden spikes that change
+under the corruption, and the threshold in units of each neuron's input weight norm.
+
+Results are cached per trial in benchmarks/results/robustness.json (delete an entry or
+the file to measure again); writes robustness.md (tables) and robustness.png.
+
+    python benchmarks/robustness.py [--groups recipe,default,ablation,budget] [--seeds 0,1,2]
+        [--samples 2000] [--workers N | --serial] [--train-only]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "results"
+TRIALS = Path(__file__).resolve().parents[1] / "runs" / "robustness"
+METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
+BUDGET = {"epochs": 4, "train_samples": 15000, "hidden": [256], "steps": 8, "batch": 128}
+DEFAULT = {"epochs": 5, "hidden": None, "steps": None, "batch": None, "lr": None, "lr_schedule": None}
+ABLATIONS = {   # label -> (control, --ahsar-set)
+    "proportional": ("proportional", None),
+    "no diffusion": (None, "diffusion=0"),
+    "no global gain": (None, "eta_g=0"),
+    "no scale bound": (None, "s_max=1e6"),
+    "band 0.02-0.10": (None, "r_lo=0.02,r_hi=0.10"),
+    "band 0.15-0.35": (None, "r_lo=0.15,r_hi=0.35"),
+}
+CORRUPTION_SEED = 2026
+NEAR = 0.2   # "near threshold": |v/theta - 1| <= NEAR
+
+
+def configs(groups, seeds) -> list[dict]:
+    """The trials, group by group in the order given, each group's seeds in order."""
+    out = []
+    for group in groups:
+        for seed in seeds[group]:
+            if group in ("recipe", "default"):
+                extra = {"epochs": 20, "augment_shift": 1} if group == "recipe" else {}
+                for data in ("mnist",) if group == "recipe" else ("mnist", "fmnist"):
+                    for m in ("baseline", "ahsar"):
+                        out.append({"group": group, "label": m, "data": data, "method": m, **DEFAULT, **extra,
+                                    "seed": seed})
+            elif group == "ablation":
+                for lab, (control, settings) in ABLATIONS.items():
+                    out.append({"group": group, "label": f"ahsar, {lab}", "data": "mnist", "method": "ahsar",
+                                **BUDGET, "control": control, "ahsar_set": settings, "seed": seed})
+            elif group == "budget":
+                for data in ("mnist", "fmnist"):
+                    for m in METHODS:
+                        out.append({"group": group, "label": m, "data": data, "method": m, **BUDGET, "seed": seed})
+            else:
+                raise SystemExit(f"unknown group {group!r}: recipe, default, ablation, budget")
+    return out
+
+
+def trial(c: dict):
+    from ahsar_deploy.sweep import Trial
+    return Trial.make({k: v for k, v in c.items() if k not in ("group", "label")},
+                      name=f"{c['group']} {c['data']} {c['label']} seed {c['seed']}")
+
+
+def _hidden_stats(model, spikes, clean_spikes) -> list[dict]:
+    """Per hidden layer: rate, dead fraction, membrane stats, spike change vs clean."""
+    out = []
+    for l, layer in enumerate(model.layers[:-1]):
+        s = spikes[l]
+        v = layer.v_trace
+        out.append({"rate": float(s.mean()), "dead": float((s.max(axis=(0, 1)) == 0).mean()),
+                    "v_mean": v["sum"] / v["n"], "near": v["near"] / v["n"],
+                    "changed": None if clean_spikes is None else float((s != clean_spikes[l]).mean())})
+    return out
+
+
+def float_run(model, x: np.ndarray, steps: int, encoding: str, batch: int = 500):
+    """The float model on intensities x (N, F): readout counts (N, C) and hidden spikes
+    (N, T, n) bool per hidden layer; each hidden layer's membrane sums in layer.v_trace."""
+    import torch
+    from ahsar_deploy import data as datamod
+    model.eval()
+    hidden = model.layers[:-1]
+    sums = [{"sum": 0.0, "near": 0.0, "n": 0} for _ in hidden]
+    counts, spikes = [], [[] for _ in hidden]
+    for layer in hidden:
+        layer.keep_v = True
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                xb = torch.from_numpy(datamod.encode(x[i:i + batch], steps, encoding)).float()
+                c, sp = model(xb)
+                counts.append(c.numpy())
+                for l, layer in enumerate(hidden):
+                    spikes[l].append(sp[l].numpy().astype(bool))
+                    v = torch.stack(layer.v_trace)
+                    sums[l]["sum"] += float(v.double().sum())
+                    sums[l]["near"] += float(((v - 1).abs() <= NEAR).sum())
+                    sums[l]["n"] += v.numel()
+    finally:
+        for layer, s in zip(hidden, sums):
+            layer.keep_v = False
+            layer.v_trace = s
+    return np.concatenate(counts), [np.concatenate(s) for s in spikes]
+
+
+def assess(c: dict, ckpt_path: Path, n: int) -> dict:
+    """Float and deployed accuracy, clean and under every corruption, with hidden-layer stats."""
+    from ahsar_deploy import api, build, checkpoint, emulator
+    from ahsar_deploy import data as datamod
+    from ahsar_deploy.corrupt import KINDS, SEVERITIES, corrupt
+    ck = checkpoint.load(ckpt_path)
+    model = checkpoint.build_model(ck)
+    ds = datamod.load(c["data"])
+    steps, enc = ck["data"]["steps"], ck["data"].get("encoding", "rate")
+    x, y = np.asarray(ds.test.x[:n]), np.asarray(ds.test.y[:n])
+    thresholds = []
+    for layer, th in zip(model.layers[:-1], model.thresholds()[:-1]):
+        w = layer.syn.weight.detach().double().reshape(len(th) if not layer.is_conv else th.numel(), -1)
+        thresholds.append({"theta": float(th.mean()), "theta_over_wnorm": float((th / w.norm(dim=1)).mean())})
+    out = {"clean": None, "corrupted": {}, "thresholds": thresholds}
+    with tempfile.TemporaryDirectory(prefix="robust-") as tmp:
+        t0 = time.perf_counter()
+        api.export(ckpt_path, "loihi", Path(tmp) / "b")
+        graph, _ = build.load(Path(tmp) / "b")
+        export_s = time.perf_counter() - t0
+        clean_spikes = None
+        for kind, sev in [("clean", 0)] + [(k, s) for k in KINDS for s in SEVERITIES]:
+            xc = x if sev == 0 else corrupt(x, kind, sev, ds.shape, seed=CORRUPTION_SEED)
+            counts, spikes = float_run(model, xc, steps, enc)
+            dep = emulator.run(graph, datamod.encode(xc, steps, enc), device="cpu")
+            r = {"float": float(np.mean(counts.argmax(1) == y)),
+                 "deployed": float(np.mean(dep[-1].sum(axis=1).argmax(axis=1) == y)),
+                 "hidden": _hidden_stats(model, spikes, clean_spikes)}
+            if sev == 0:
+                out["clean"], clean_spikes = r, spikes
+            else:
+                out["corrupted"][f"{kind}:{sev}"] = r
+    out["export_seconds"] = export_s
+    out["samples"] = int(n)
+    return out
+
+
+def _kinds(entries: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k.split(":")[0] for e in entries for k in e["corrupted"]))
+
+
+def _mean_sd(v) -> str:
+    v = 100 * np.asarray(v, dtype=float)
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def _rows(entries: list[dict]) -> dict[tuple, list[dict]]:
+    rows: dict[tuple, list[dict]] = {}
+    for e in sorted(entries, key=lambda e: e["config"]["seed"]):
+        c = e["config"]
+        rows.setdefault((c["group"], c["data"], c["label"]), []).append(e)
+    return rows
+
+
+def write(entries: list[dict], out: Path) -> None:
+    """robustness.md: accuracy table (deployed per corruption, means over severities 1-3 and
+    seeds), severities of the default models, and the hidden-layer causes table; robustness.png."""
+    if not entries:
+        return
+    kinds, rows = _kinds(entries), _rows(entries)
+    n = entries[0]["samples"]
+    lines = [f"Deployed (emulator) accuracy %, first {n:,} test images, mean ± sd over seeds; each corruption "
+             "column averages severities 1-3. Float: the trained model on the same inputs.", "",
+             "| group | data | method | seeds | clean float | clean deployed | " + " | ".join(kinds)
+             + " | corrupted deployed | corrupted float |", "|---" * (8 + len(kinds)) + "|"]
+
+    def corr(e, kind=None, what="deployed"):
+        return np.mean([v[what] for k, v in e["corrupted"].items() if kind is None or k.startswith(kind + ":")])
+
+    for (g, d, lab), es in rows.items():
+        cells = [_mean_sd([e["clean"]["float"] for e in es]), _mean_sd([e["clean"]["deployed"] for e in es])]
+        cells += [f"{100 * np.mean([corr(e, k) for e in es]):.1f}" for k in kinds]
+        cells += [_mean_sd([corr(e) for e in es]), _mean_sd([corr(e, what="float") for e in es])]
+        lines.append(f"| {g} | {d} | {lab} | {len(es)} | " + " | ".join(cells) + " |")
+    sev = sorted({int(k.split(":")[1]) for e in entries for k in e["corrupted"]})
+    lines += ["", "Default models (`ahsar train --data D --method M --epochs 5`), deployed accuracy % per "
+              "severity, mean over seeds:", "",
+              "| data | method | " + " | ".join(f"{k} {s}" for k in kinds for s in sev) + " |",
+              "|---" * (2 + len(kinds) * len(sev)) + "|"]
+    for (g, d, lab), es in rows.items():
+        if g == "default":
+            lines.append(f"| {d} | {lab} | " + " | ".join(
+                f"{100 * np.mean([e['corrupted'][f'{k}:{s}']['deployed'] for e in es]):.1f}"
+                for k in kinds for s in sev) + " |")
+    probe = "gaussian_noise:2"
+    lines += ["", f"Hidden layer(s), float model, clean → {probe} (mean over seeds): rate, dead fraction, "
+              f"mean v/θ, fraction of neuron-steps with |v/θ − 1| ≤ {NEAR}, fraction of hidden spikes changed "
+              "by the corruption, θ in units of the neuron's input weight norm:", "",
+              "| group | data | method | rate | dead % | v/θ | near θ % | spikes changed % | θ/‖w‖ | "
+              "accuracy drop pp (deployed) |", "|---" * 10 + "|"]
+    for (g, d, lab), es in rows.items():
+        if probe not in es[0]["corrupted"]:
+            continue
+        h0 = [e["clean"]["hidden"] for e in es]
+        h1 = [e["corrupted"][probe]["hidden"] for e in es]
+        layers = len(h0[0])
+
+        def pair(key, scale=1.0, fmt=".3f"):
+            return ", ".join(f"{scale * np.mean([h[l][key] for h in h0]):{fmt}} → "
+                             f"{scale * np.mean([h[l][key] for h in h1]):{fmt}}" for l in range(layers))
+        changed = ", ".join(f"{100 * np.mean([h[l]['changed'] for h in h1]):.1f}" for l in range(layers))
+        tw = ", ".join(f"{np.mean([e['thresholds'][l]['theta_over_wnorm'] for e in es]):.3f}" for l in range(layers))
+        drop = 100 * np.mean([e["clean"]["deployed"] - e["corrupted"][probe]["deployed"] for e in es])
+        lines.append(f"| {g} | {d} | {lab} | {pair('rate')} | {pair('dead', 100, '.1f')} | {pair('v_mean')} | "
+                     f"{pair('near', 100, '.1f')} | {changed} | {tw} | {drop:.1f} |")
+    (out / "robustness.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _plot(rows, kinds, sev, out / "robustness.png")
+
+
+def _plot(rows, kinds, sev, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datas = [d for d in ("mnist", "fmnist") if any(g == "default" and dd == d for g, dd, _ in rows)]
+    if not datas:
+        return
+    fig, axes = plt.subplots(len(datas), len(kinds), figsize=(2.2 * len(kinds), 2.4 * len(datas)),
+                             squeeze=False, sharey="row")
+    for i, d in enumerate(datas):
+        for j, k in enumerate(kinds):
+            ax = axes[i][j]
+            for (g, dd, lab), es in rows.items():
+                if g != "default" or dd != d:
+                    continue
+                for what, style in (("deployed", "-"), ("float", ":")):
+                    ys = [100 * np.mean([e["clean"][what] for e in es])] + [
+                        100 * np.mean([e["corrupted"][f"{k}:{s}"][what] for e in es]) for s in sev]
+                    ax.plot([0, *sev], ys, style, marker="o" if what == "deployed" else None, ms=3,
+                            color="C1" if "ahsar" in lab else "C0", label=f"{lab} {what}")
+            ax.set_title(f"{d}: {k}", fontsize=8)
+            ax.set_xticks([0, *sev])
+            ax.tick_params(labelsize=7)
+            if j == 0:
+                ax.set_ylabel("accuracy %", fontsize=8)
+            if i == len(datas) - 1:
+                ax.set_xlabel("severity", fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle("default models (`ahsar train --epochs 5`), with and without AHSAR: mean over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--groups", default="recipe,default,ablation,budget", help="in the order to train them")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--recipe-seeds", default="0")
+    ap.add_argument("--samples", type=int, default=2000, help="test images per condition (first N)")
+    ap.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    ap.add_argument("--serial", action="store_true", help="train one by one in this process, no Ray")
+    ap.add_argument("--train-only", action="store_true", help="train the missing trials, measure nothing")
+    ap.add_argument("--report-only", action="store_true", help="write the tables from the cache")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    cs = configs(a.groups.split(","), {g: [int(s) for s in a.recipe_seeds.split(",")] if g == "recipe" else seeds
+                                       for g in a.groups.split(",")})
+    OUT.mkdir(exist_ok=True)
+    cache_path = OUT / "robustness.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    from ahsar_deploy.sweep import run_trials
+    by_id = {trial(c).id: c for c in cs}
+    t0 = time.perf_counter()
+
+    def keep(r: dict) -> None:
+        c = by_id[r["id"]]
+        if a.train_only or a.report_only or r["id"] in cache and cache[r["id"]]["samples"] == a.samples:
+            return
+        m = assess(c, TRIALS / r["checkpoint"], a.samples)
+        cache[r["id"]] = {"config": c, "train": {k: r[k] for k in ("test_accuracy", "test_rates", "test_dead",
+                                                                    "train_seconds")}, **m}
+        tmp = cache_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, cache_path)
+        corr = np.mean([v["deployed"] for v in m["corrupted"].values()])
+        print(f"[{len(cache)} {time.perf_counter() - t0:.0f} s] {c['group']} {c['data']} {c['label']} seed "
+              f"{c['seed']}: clean float {100 * m['clean']['float']:.2f} deployed {100 * m['clean']['deployed']:.2f}"
+              f", corrupted deployed {100 * corr:.2f} %", file=sys.stderr, flush=True)
+
+    if not a.report_only:
+        summary = run_trials([trial(c) for c in cs], TRIALS, None, a.serial, num_cpus=a.workers,
+                             on_result=keep, progress=False, source="benchmarks/robustness.py")
+        for r in summary["trials"]:
+            if r["id"] in summary["reused"]:
+                keep(r)
+    if not a.train_only:
+        write([cache[i] for i in by_id if i in cache], OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
