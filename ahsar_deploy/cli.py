@@ -357,8 +357,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--control", choices=("integral", "proportional"), default=None,
                    help="AHSAR control mode (default integral)")
     p.add_argument("--ahsar-set", default=None, metavar="KEY=VALUE,...",
-                   help="AHSAR settings (README, AHSAR section), e.g. r_lo=0.02,r_hi=0.12 for a lower "
-                        "band, diffusion=0, eta_g=0 (no global gain)")
+                   help="AHSAR settings (README, AHSAR section): energy=L (0..1) steers rates from the band's "
+                        "centre (0, default) toward its lower edge (1): fewer spikes, less energy; "
+                        "s_min=1 lets thresholds only rise; r_lo=0.02,r_hi=0.1 another band; diffusion=0; "
+                        "eta_g=0 (no global gain)")
     p.add_argument("--theta0", type=float, default=None,
                    help="initial threshold of every layer (default 1; rouser 1.25)")
     p.add_argument("--train-samples", type=int, default=None, help="use only the first N training samples")

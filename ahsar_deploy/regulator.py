@@ -28,7 +28,9 @@ class AHSARConfig:
     control: str = "integral"   # "integral" | "proportional"
     eta_s: float = 0.02         # integral step on log s
     k: float = 1.0              # slope inside tanh
-    s_max: float = 4.0          # S: log s clipped to [-log S, log S]
+    s_max: float = 4.0          # S: log s clipped to [log s_min, log S]
+    s_min: float = 0.25         # 1/S by default; 1: thresholds only ever rise ("raise-only")
+    energy: float = 0.0         # lambda in [0, 1]: setpoint c - lambda*w (0: band centre, 1: r_lo)
     a: float = math.log(1.5)    # proportional: s = exp(a * tanh(k e~))
     eta_g: float = 0.05         # global gain step
     g_min: float = 0.8          # log G clipped to [log g_min, log g_max]
@@ -41,6 +43,12 @@ class AHSARConfig:
     @property
     def half_width(self) -> float:
         return (self.r_hi - self.r_lo) / 2
+
+    @property
+    def setpoint(self) -> float:
+        """The rate the regulation steers to: c - energy * w (the band centre when energy
+        is 0, its lower edge r_lo when 1)."""
+        return self.centre - self.energy * self.half_width
 
     @classmethod
     def from_dict(cls, d: dict) -> "AHSARConfig":
@@ -84,7 +92,7 @@ class AHSARConfig:
     def check(self) -> None:
         """ValueError, one line, unless the fields make a working rule: 0 < r_lo < r_hi,
         0 <= mu < 1, 0 <= diffusion <= 1, control integral|proportional, s_max >= 1,
-        0 < g_min <= 1 <= g_max, steps and weights >= 0."""
+        0 < s_min <= 1 <= s_max, 0 <= energy <= 1, 0 < g_min <= 1 <= g_max, steps >= 0."""
         bad = []
         if not 0 < self.r_lo < self.r_hi:
             bad.append(f"band r_lo={self.r_lo:g}, r_hi={self.r_hi:g} needs 0 < r_lo < r_hi")
@@ -94,8 +102,10 @@ class AHSARConfig:
             bad.append(f"diffusion={self.diffusion:g} outside [0, 1]")
         if self.control not in ("integral", "proportional"):
             bad.append(f"control={self.control!r}: integral or proportional")
-        if self.s_max < 1:
-            bad.append(f"s_max={self.s_max:g} below 1")
+        if not 0 < self.s_min <= 1 <= self.s_max:
+            bad.append(f"scale bounds s_min={self.s_min:g}, s_max={self.s_max:g} need 0 < s_min <= 1 <= s_max")
+        if not 0 <= self.energy <= 1:
+            bad.append(f"energy={self.energy:g} outside [0, 1]")
         if not 0 < self.g_min <= 1 <= self.g_max:
             bad.append(f"gain bounds g_min={self.g_min:g}, g_max={self.g_max:g} need 0 < g_min <= 1 <= g_max")
         bad += [f"{n}={getattr(self, n):g} is negative" for n in ("eta_s", "k", "a", "eta_g")
@@ -112,7 +122,7 @@ class AHSAR(nn.Module):
         self.config = config or AHSARConfig()
         self.config.check()
         n = n_layers
-        self.register_buffer("h", torch.full((n,), self.config.centre, dtype=torch.float64))
+        self.register_buffer("h", torch.full((n,), self.config.setpoint, dtype=torch.float64))
         self.register_buffer("log_s", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("log_g", torch.zeros((), dtype=torch.float64))
         self.register_buffer("best_val_loss", torch.full((), math.inf, dtype=torch.float64))
@@ -128,7 +138,7 @@ class AHSAR(nn.Module):
     def deviations(self) -> torch.Tensor:
         """Centred deviations after cross-layer diffusion, e~_l."""
         c = self.config
-        e = (self.h - c.centre) / c.half_width
+        e = (self.h - c.setpoint) / c.half_width
         n = e.numel()
         out = e.clone()
         for l in range(n):
@@ -149,8 +159,7 @@ class AHSAR(nn.Module):
         self.h.mul_(c.mu).add_((1 - c.mu) * r)
         drive = torch.tanh(c.k * self.deviations())
         if c.control == "integral":
-            lim = math.log(c.s_max)
-            self.log_s.copy_((self.log_s + c.eta_s * drive).clamp(-lim, lim))
+            self.log_s.copy_((self.log_s + c.eta_s * drive).clamp(math.log(c.s_min), math.log(c.s_max)))
         else:
             self.log_s.copy_(c.a * drive)
 
@@ -164,6 +173,6 @@ class AHSAR(nn.Module):
                 progress = 1.0
             else:
                 progress = min(max((best - val_loss) / (0.01 * best), 0.0), 1.0)
-            step = c.eta_g * (1 - progress) * math.tanh((val_rate - c.centre) / c.half_width)
+            step = c.eta_g * (1 - progress) * math.tanh((val_rate - c.setpoint) / c.half_width)
             self.log_g.copy_(torch.clamp(self.log_g + step, math.log(c.g_min), math.log(c.g_max)))
         self.best_val_loss.fill_(min(best, val_loss))

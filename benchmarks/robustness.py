@@ -8,14 +8,19 @@ Trials (run through `ahsar sweep`'s machinery, kept in runs/robustness/trials/):
   steps, batch 128, Adam 1e-3 cosine: train.default_options), baseline and AHSAR;
 - recipe: the README's MNIST recipe, `ahsar train --data mnist --method M --augment-shift 1
   --epochs 20` (seed 0 by default: 16 minutes of one core per trial here);
+- variant: the rule variants (VARIANTS: raise-only thresholds, the energy setpoint) at
+  the default settings, MNIST; the budget group has them too (AHSAR on baseline thresholds);
+- cnn: issue 21's MNIST CNN (conv 8 5x5 -> pool -> conv 16 5x5 -> pool -> dense 10, 8
+  steps, batch 128, 2 epochs on 15,000 images): baseline, AHSAR, the variants, the bands;
 - ablation (MNIST, the budget above): AHSAR with one part changed (`--ahsar-set`,
   `--control`): proportional control, no diffusion, no global gain, no scale bound, a
   lower and a higher band.
-Seeds 0, 1, 2 (recipe: 0) by default; `--seeds 0,1` for every group, `--recipe-seeds`.
+Seeds 0, 1, 2 (recipe: 0) by default (PLAN; `--plan "default:0 budget:0,1"`).
 
 Each checkpoint is exported (`ahsar-export --target loihi`, calibration on the
 checkpoint's data) and both the float model (torch) and the deployed integer build (the
-bit-exact emulator) run on the first --samples test images, clean and under every
+bit-exact emulator) run on the first --samples test images, clean (with Loihi's dynamic energy per inference from
+the emulator's spikes, energy_report.estimate) and under every
 corruption of ahsar_deploy.corrupt at severities 1-3 (one fixed corruption seed per
 image set, the same for every model). Per hidden layer, on clean and corrupted inputs:
 firing rate, fraction of neurons that never fire, the membrane in units of the
@@ -26,7 +31,7 @@ under the corruption, and the threshold in units of each neuron's input weight n
 Results are cached per trial in benchmarks/results/robustness.json (delete an entry or
 the file to measure again); writes robustness.md (tables) and robustness.png.
 
-    python benchmarks/robustness.py [--groups recipe,default,ablation,budget] [--seeds 0,1,2]
+    python benchmarks/robustness.py [--plan "recipe:0 default:0,1,2 ..."]
         [--samples 2000] [--workers N | --serial] [--train-only]
 """
 from __future__ import annotations
@@ -46,30 +51,49 @@ OUT = Path(__file__).resolve().parent / "results"
 TRIALS = Path(__file__).resolve().parents[1] / "runs" / "robustness"
 METHODS = ("baseline", "ahsar", "rouser", "rouser+ahsar", "hoyer", "hoyer+ahsar")
 BUDGET = {"epochs": 4, "train_samples": 15000, "hidden": [256], "steps": 8, "batch": 128}
+CNN = {"arch": "cnn", "hidden": [], "channels": [8, 16], "steps": 8, "batch": 128, "epochs": 2,
+       "train_samples": 15000}
 DEFAULT = {"epochs": 5, "hidden": None, "steps": None, "batch": None, "lr": None, "lr_schedule": None}
 ABLATIONS = {   # label -> (control, --ahsar-set)
     "proportional": ("proportional", None),
     "no diffusion": (None, "diffusion=0"),
     "no global gain": (None, "eta_g=0"),
-    "no scale bound": (None, "s_max=1e6"),
+    "no scale bound": (None, "s_max=1e6,s_min=1e-6"),
     "band 0.02-0.10": (None, "r_lo=0.02,r_hi=0.10"),
     "band 0.15-0.35": (None, "r_lo=0.15,r_hi=0.35"),
 }
+VARIANTS = {   # the rule variants of the README's AHSAR section (label -> --ahsar-set)
+    "raise-only": "s_min=1",
+    "energy 0.5": "energy=0.5",
+    "energy 1": "energy=1",
+}
 CORRUPTION_SEED = 2026
+PLAN = "recipe:0 default:0 variant:0 budget:0 cnn:0 default:1,2 variant:1,2 budget:1,2 cnn:1 ablation:0,1,2"
 NEAR = 0.2   # "near threshold": |v/theta - 1| <= NEAR
 
 
-def configs(groups, seeds) -> list[dict]:
-    """The trials, group by group in the order given, each group's seeds in order."""
+def configs(plan: str) -> list[dict]:
+    """The trials of a plan "GROUP:SEED,SEED GROUP:SEED ...", in its order (repeats dropped)."""
     out = []
-    for group in groups:
-        for seed in seeds[group]:
+    for item in plan.split():
+        group, _, seeds = item.partition(":")
+        for seed in (int(s) for s in seeds.split(",")):
             if group in ("recipe", "default"):
                 extra = {"epochs": 20, "augment_shift": 1} if group == "recipe" else {}
                 for data in ("mnist",) if group == "recipe" else ("mnist", "fmnist"):
                     for m in ("baseline", "ahsar"):
                         out.append({"group": group, "label": m, "data": data, "method": m, **DEFAULT, **extra,
                                     "seed": seed})
+            elif group == "variant":   # the variants at the default settings, MNIST
+                for lab, settings in VARIANTS.items():
+                    out.append({"group": group, "label": f"ahsar, {lab}", "data": "mnist", "method": "ahsar",
+                                **DEFAULT, "ahsar_set": settings, "seed": seed})
+            elif group == "cnn":   # issue 21's CNN: conv 8 5x5 -> pool -> conv 16 5x5 -> pool -> dense 10
+                for lab, settings in (("baseline", None), ("ahsar", None), *VARIANTS.items(),
+                                      *((k, v[1]) for k, v in ABLATIONS.items() if k.startswith("band"))):
+                    m = "baseline" if lab == "baseline" else "ahsar"
+                    out.append({"group": group, "label": lab if m == "baseline" or lab == "ahsar" else f"ahsar, {lab}",
+                                "data": "mnist", "method": m, **CNN, "ahsar_set": settings, "seed": seed})
             elif group == "ablation":
                 for lab, (control, settings) in ABLATIONS.items():
                     out.append({"group": group, "label": f"ahsar, {lab}", "data": "mnist", "method": "ahsar",
@@ -78,8 +102,11 @@ def configs(groups, seeds) -> list[dict]:
                 for data in ("mnist", "fmnist"):
                     for m in METHODS:
                         out.append({"group": group, "label": m, "data": data, "method": m, **BUDGET, "seed": seed})
+                    for lab in VARIANTS:
+                        out.append({"group": group, "label": f"ahsar, {lab}", "data": data, "method": "ahsar",
+                                    **BUDGET, "ahsar_set": VARIANTS[lab], "seed": seed})
             else:
-                raise SystemExit(f"unknown group {group!r}: recipe, default, ablation, budget")
+                raise SystemExit(f"unknown group {group!r}: recipe, default, variant, ablation, budget")
     return out
 
 
@@ -133,7 +160,9 @@ def float_run(model, x: np.ndarray, steps: int, encoding: str, batch: int = 500)
 
 def assess(c: dict, ckpt_path: Path, n: int) -> dict:
     """Float and deployed accuracy, clean and under every corruption, with hidden-layer stats."""
+    import hw_targets
     from ahsar_deploy import api, build, checkpoint, emulator
+    from ahsar_deploy.energy_report import count, estimate
     from ahsar_deploy import data as datamod
     from ahsar_deploy.corrupt import KINDS, SEVERITIES, corrupt
     ck = checkpoint.load(ckpt_path)
@@ -145,7 +174,10 @@ def assess(c: dict, ckpt_path: Path, n: int) -> dict:
     for layer, th in zip(model.layers[:-1], model.thresholds()[:-1]):
         w = layer.syn.weight.detach().double().reshape(len(th) if not layer.is_conv else th.numel(), -1)
         thresholds.append({"theta": float(th.mean()), "theta_over_wnorm": float((th / w.norm(dim=1)).mean())})
-    out = {"clean": None, "corrupted": {}, "thresholds": thresholds}
+    last = ck["history"][-1] if ck.get("history") else {}
+    out = {"clean": None, "corrupted": {}, "thresholds": thresholds,
+           "ahsar": {"gain": last.get("gain"), "scales": last.get("scales"),
+                     "gains": [e.get("gain") for e in ck.get("history", [])]}}
     with tempfile.TemporaryDirectory(prefix="robust-") as tmp:
         t0 = time.perf_counter()
         api.export(ckpt_path, "loihi", Path(tmp) / "b")
@@ -155,12 +187,17 @@ def assess(c: dict, ckpt_path: Path, n: int) -> dict:
         for kind, sev in [("clean", 0)] + [(k, s) for k in KINDS for s in SEVERITIES]:
             xc = x if sev == 0 else corrupt(x, kind, sev, ds.shape, seed=CORRUPTION_SEED)
             counts, spikes = float_run(model, xc, steps, enc)
-            dep = emulator.run(graph, datamod.encode(xc, steps, enc), device="cpu")
+            enc_x = datamod.encode(xc, steps, enc)
+            dep = emulator.run(graph, enc_x, device="cpu")
             r = {"float": float(np.mean(counts.argmax(1) == y)),
                  "deployed": float(np.mean(dep[-1].sum(axis=1).argmax(axis=1) == y)),
                  "hidden": _hidden_stats(model, spikes, clean_spikes)}
             if sev == 0:
                 out["clean"], clean_spikes = r, spikes
+                rep = estimate(graph, count(graph, enc_x, dep), len(x), hw_targets.energy_model("loihi"), dep)
+                r["loihi"] = {"dynamic_j": rep["dynamic_j_per_inference"],
+                              "synaptic_ops": rep["synaptic_ops_per_inference"],
+                              "rates": [float(s.mean()) for s in dep]}
             else:
                 out["corrupted"][f"{kind}:{sev}"] = r
     out["export_seconds"] = export_s
@@ -277,19 +314,16 @@ def _plot(rows, kinds, sev, path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--groups", default="recipe,default,ablation,budget", help="in the order to train them")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--recipe-seeds", default="0")
+    ap.add_argument("--plan", default=PLAN, help=f"groups and seeds in the order to train them (default {PLAN!r})")
     ap.add_argument("--samples", type=int, default=2000, help="test images per condition (first N)")
     ap.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     ap.add_argument("--serial", action="store_true", help="train one by one in this process, no Ray")
     ap.add_argument("--train-only", action="store_true", help="train the missing trials, measure nothing")
     ap.add_argument("--report-only", action="store_true", help="write the tables from the cache")
+    ap.add_argument("--no-report", action="store_true", help="train and measure only (energy_front.py)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    seeds = [int(s) for s in a.seeds.split(",")]
-    cs = configs(a.groups.split(","), {g: [int(s) for s in a.recipe_seeds.split(",")] if g == "recipe" else seeds
-                                       for g in a.groups.split(",")})
+    cs = list({trial(c).id: c for c in configs(a.plan)}.values())
     OUT.mkdir(exist_ok=True)
     cache_path = OUT / "robustness.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -318,7 +352,7 @@ def main() -> int:
         for r in summary["trials"]:
             if r["id"] in summary["reused"]:
                 keep(r)
-    if not a.train_only:
+    if not (a.train_only or a.no_report):
         write([cache[i] for i in by_id if i in cache], OUT)
     return 0
 

@@ -111,5 +111,33 @@ def test_settings_parse_and_refuse_in_one_line():
         with pytest.raises(ValueError, match=words) as e:
             AHSARConfig.parse(spec)
         assert "\n" not in str(e.value)
-    with pytest.raises(ValueError, match="s_max=0.5 below 1"):
+    with pytest.raises(ValueError, match="s_min=0.25, s_max=0.5 need 0 < s_min <= 1 <= s_max"):
         AHSAR(2, AHSARConfig(s_max=0.5))
+
+
+def test_energy_moves_the_setpoint_by_hand():
+    """energy = lambda: the regulation steers to c - lambda*w; lambda = 0 is the rule as before."""
+    assert AHSARConfig().setpoint == pytest.approx(0.15) and AHSARConfig(energy=1.0).setpoint == pytest.approx(0.05)
+    reg = AHSAR(1, AHSARConfig(energy=0.5))                 # setpoint 0.15 - 0.5*0.1 = 0.10
+    assert float(reg.h[0]) == pytest.approx(0.10, abs=1e-15)
+    reg.observe([0.15])
+    h = 0.9 * 0.10 + 0.1 * 0.15                             # 0.105
+    assert float(reg.log_s[0]) == pytest.approx(0.02 * math.tanh((h - 0.10) / 0.10), abs=1e-15)
+    same = AHSAR(1)
+    same.observe([0.2])                                     # the default at the same deviation
+    assert float(same.log_s[0]) == pytest.approx(0.02 * math.tanh((0.155 - 0.15) / 0.10), abs=1e-15)
+    reg.end_epoch(0.3, 1.0, True)
+    reg.end_epoch(0.3, 1.0, True)                           # stalled: pushed toward the setpoint 0.10
+    assert float(reg.log_g) == pytest.approx(0.05 * math.tanh((0.3 - 0.10) / 0.10), abs=1e-15)
+
+
+def test_raise_only_never_lowers_a_threshold():
+    """s_min = 1: a quiet layer keeps its threshold (log s stays 0), an active one still rises."""
+    reg = AHSAR(2, AHSARConfig(s_min=1.0, diffusion=0.0))
+    for _ in range(300):
+        reg.observe([0.0, 0.5])
+    assert float(reg.log_s[0]) == 0.0 and 0 < float(reg.log_s[1]) <= math.log(4.0)
+    low = AHSAR(1, AHSARConfig(s_min=0.5))
+    for _ in range(2000):
+        low.observe([0.0])
+    assert float(low.log_s[0]) == pytest.approx(math.log(0.5), abs=1e-15)
