@@ -11,7 +11,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .data import ENCODINGS

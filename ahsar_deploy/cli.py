@@ -41,7 +41,7 @@ def cmd_train(a) -> dict:
     try:
         reg = ahsar_config(a.control, a.ahsar_set)
     except ValueError as e:
-        raise DeployError(f"--ahsar-set {a.ahsar_set!r}: {e}") from None
+        raise DeployError(f"--ahsar-set: {e}") from None
     try:
         ckpt = train(data=a.data, method=a.method, arch=a.arch, hidden=hidden, steps=a.steps,
                      epochs=a.epochs, seed=a.seed, lr=a.lr, batch=a.batch, encoding=a.encoding,

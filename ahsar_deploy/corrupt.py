@@ -93,7 +93,7 @@ def corrupt(x, kind: str, severity: int, shape=None, seed: int = 0) -> np.ndarra
 
     Args:
         x: array-like of images with intensities in [0, 1], shaped (N, F) (flattened),
-            (N, H, W) or (N, C, H, W). Any real dtype; never modified.
+            (N, H, W) or (N, C, H, W). Any real dtype, values in [0, 1]; never modified.
         kind: one of :data:`KINDS`.
         severity: 0 (clean copy) or one of :data:`SEVERITIES`; the parameter is
             ``PARAMS[kind][severity]`` (units in the module docstring).
@@ -107,8 +107,9 @@ def corrupt(x, kind: str, severity: int, shape=None, seed: int = 0) -> np.ndarra
         a float32 copy of x.
 
     Raises:
-        ValueError: unknown kind or severity, or an x / shape that cannot be images (one
-            line naming the bad value and the valid choices).
+        ValueError: unknown kind or severity, a seed that is no integer, an x / shape that
+            cannot be images, or values that are no intensities in [0, 1] (NaN, inf, 0..255)
+            (one line naming the bad value and the valid choices).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown corruption {kind!r}: choose one of {', '.join(KINDS)}")
@@ -117,8 +118,20 @@ def corrupt(x, kind: str, severity: int, shape=None, seed: int = 0) -> np.ndarra
             or severity not in valid:
         raise ValueError(f"unknown severity {severity!r}: choose one of "
                          f"{', '.join(map(str, valid))} (0 = the clean copy)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed={seed!r}: give an integer (the same seed gives the same corruption)")
+    if shape is not None and (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__")
+                              or not all(isinstance(v, (int, np.integer)) for v in shape)):
+        raise ValueError(f"shape={shape!r}: give a tuple of integers, (C, H, W) or (H, W)")
     x = np.asarray(x)
     img = _image_shape(x.shape, shape)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"x of dtype {x.dtype}: give real intensities in [0, 1]")
+    if x.size and not np.isfinite(x).all():
+        raise ValueError("x holds NaN or infinite values: give intensities in [0, 1]")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"x holds values in [{float(x.min()):g}, {float(x.max()):g}], not intensities in "
+                         f"[0, 1]: scale the images first (8-bit: divide by 255)")
     out = np.array(x, dtype=np.float32, copy=True)   # never a view of x
     if severity == 0:
         return out
@@ -165,7 +178,7 @@ def _gaussian_noise(x4, sigma, rng):
 
 def _salt_pepper(x4, frac, rng):
     n = x4.shape[0]
-    flat = x4.reshape(n, -1)
+    flat = x4.reshape(n, math.prod(x4.shape[1:]))
     k = int(round(frac * flat.shape[1]))
     if n == 0 or k == 0:
         return x4

@@ -204,7 +204,8 @@ def inter_chip_statement(report: dict) -> str:
     costs in the report's energy (priced at the target's figure, or not counted)."""
     per_chip = ", ".join(str(k) for k in report["cores_per_chip"])
     limit = ("no system limit" if report["chips_per_system"] is None
-             else f"system limit {report['chips_per_system']} chips: {report['system']}")
+             else f"system limit {report['chips_per_system']} chip{'s' * (report['chips_per_system'] != 1)}: "
+                  f"{report['system']}")
     x = report["inter_chip_spikes_per_inference"]
     spikes = ("not computed (no spike arrays given)" if x is None else f"{x:.1f}")
     in_tile = any("spike_in_tile" in l["energy_j"] for l in report["layers"])

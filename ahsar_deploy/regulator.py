@@ -29,7 +29,7 @@ class AHSARConfig:
     eta_s: float = 0.02         # integral step on log s
     k: float = 1.0              # slope inside tanh
     s_max: float = 4.0          # S: log s clipped to [log s_min, log S]
-    s_min: float = 0.25         # 1/S by default; 1: thresholds only ever rise ("raise-only")
+    s_min: float = 0.25         # lower bound of s (1/S for the default S); 1: s never below 1 ("raise-only")
     energy: float = 0.0         # lambda in [0, 1]: setpoint c - lambda*w (0: band centre, 1: r_lo)
     a: float = math.log(1.5)    # proportional: s = exp(a * tanh(k e~))
     eta_g: float = 0.05         # global gain step
@@ -62,38 +62,61 @@ class AHSARConfig:
         return asdict(self)
 
     @classmethod
-    def parse(cls, spec: str, base: "AHSARConfig | None" = None) -> "AHSARConfig":
-        """``"KEY=VALUE,KEY=VALUE"`` (`ahsar train --ahsar-set`): the fields named, over ``base``
-        (default: the default config). Values are numbers, and ``control`` integral or
-        proportional. ValueError, one line, for an unknown key, a bad value or a bad item."""
-        known = {f.name: f for f in fields(cls)}
-        changes = {}
+    def items(cls, spec: str) -> dict[str, str]:
+        """``"KEY=VALUE,KEY=VALUE"`` -> {KEY: VALUE} (strings), empty items skipped.
+        ValueError, one line, for an item without '=', an unknown key or a key given twice."""
+        known = [f.name for f in fields(cls)]
+        out: dict[str, str] = {}
         for item in (i.strip() for i in spec.split(",")):
             if not item:
                 continue
             key, eq, val = (t.strip() for t in item.partition("="))
             if not eq or key not in known:
-                raise ValueError(f"AHSAR setting {item!r}: expected KEY=VALUE with KEY one of "
-                                 f"{', '.join(known)}")
+                raise ValueError(f"AHSAR setting {item!r}: expected KEY=VALUE, items separated by commas, "
+                                 f"with KEY one of {', '.join(known)}")
+            if key in out:
+                raise ValueError(f"AHSAR setting {key} given twice ({key}={out[key]} and {key}={val}): keep one")
+            out[key] = val
+        return out
+
+    @classmethod
+    def parse(cls, spec: str, base: "AHSARConfig | None" = None) -> "AHSARConfig":
+        """``"KEY=VALUE,KEY=VALUE"`` (`ahsar train --ahsar-set`): the fields named, over ``base``
+        (default: the default config). Values are finite numbers, and ``control`` integral or
+        proportional. ValueError, one line, for an unknown or repeated key, a bad value or
+        a bad item (items(), check())."""
+        changes = {}
+        for key, val in cls.items(spec).items():
             if key == "control":
                 changes[key] = val
                 continue
             try:
                 changes[key] = float(val)
             except ValueError:
-                raise ValueError(f"AHSAR setting {item!r}: {key} takes a number") from None
-        try:
-            out = replace(base or cls(), **changes)
-        except TypeError as e:
-            raise ValueError(f"AHSAR settings {spec!r}: {e}") from None
+                raise ValueError(f"AHSAR setting {key}={val}: {key} takes a number") from None
+        out = replace(base or cls(), **changes)
         out.check()
         return out
 
+    def settings(self) -> str | None:
+        """The fields that differ from the defaults, control apart, as `--ahsar-set`'s
+        KEY=VALUE,... in field order (repr of each number, a trailing '.0' dropped); None
+        when every such field is the default. parse(settings()) gives this config back."""
+        base = AHSARConfig().to_dict()
+        diff = [f"{k}={repr(float(v)).removesuffix('.0')}" for k, v in self.to_dict().items()
+                if k != "control" and v != base[k]]
+        return ",".join(diff) or None
+
     def check(self) -> None:
-        """ValueError, one line, unless the fields make a working rule: 0 < r_lo < r_hi,
-        0 <= mu < 1, 0 <= diffusion <= 1, control integral|proportional, s_max >= 1,
-        0 < s_min <= 1 <= s_max, 0 <= energy <= 1, 0 < g_min <= 1 <= g_max, steps >= 0."""
-        bad = []
+        """ValueError, one line, unless the fields make a working rule: every number finite,
+        0 < r_lo < r_hi, 0 <= mu < 1, 0 <= diffusion <= 1, control integral|proportional,
+        0 < s_min <= 1 <= s_max, 0 <= energy <= 1, 0 < g_min <= 1 <= g_max, and eta_s, k,
+        a, eta_g >= 0."""
+        numbers = [f.name for f in fields(self) if f.name != "control"]
+        bad = [f"{n}={getattr(self, n)!r} is not a finite number" for n in numbers
+               if not (isinstance(getattr(self, n), (int, float)) and math.isfinite(getattr(self, n)))]
+        if bad:
+            raise ValueError("AHSAR config: " + "; ".join(bad))
         if not 0 < self.r_lo < self.r_hi:
             bad.append(f"band r_lo={self.r_lo:g}, r_hi={self.r_hi:g} needs 0 < r_lo < r_hi")
         if not 0 <= self.mu < 1:
@@ -160,8 +183,8 @@ class AHSAR(nn.Module):
         drive = torch.tanh(c.k * self.deviations())
         if c.control == "integral":
             self.log_s.copy_((self.log_s + c.eta_s * drive).clamp(math.log(c.s_min), math.log(c.s_max)))
-        else:
-            self.log_s.copy_(c.a * drive)
+        else:   # the scale bounds hold here too (the defaults never bind: a = ln 1.5 < ln S)
+            self.log_s.copy_((c.a * drive).clamp(math.log(c.s_min), math.log(c.s_max)))
 
     @torch.no_grad()
     def end_epoch(self, val_rate: float, val_loss: float, another_epoch_follows: bool) -> None:

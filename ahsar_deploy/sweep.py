@@ -132,27 +132,23 @@ def _train_defaults() -> dict:
 def _complete(args: dict) -> dict:
     defaults = _train_defaults()
     args = dict(args)
-    if "ahsar" in args:   # the benchmarks pass a config object: its control mode and other fields
-        reg = args.pop("ahsar")
-        args.setdefault("control", None if reg is None else reg.control)
-        args.setdefault("ahsar_set", None if reg is None else _settings(reg))
+    reg = args.pop("ahsar", None)   # the benchmarks may pass a config object
+    if reg is not None:
+        args.setdefault("control", reg.control)
+        args.setdefault("ahsar_set", reg.settings())
     unknown = sorted(set(args) - set(defaults))
     if unknown:
         raise DeployError(f"trial arguments {', '.join(unknown)}: train() takes none of these "
                           f"(it takes {', '.join(sorted(defaults))})")
     out = {**defaults, **args}
+    if out["control"] is not None or out["ahsar_set"] is not None:   # one spelling per config
+        from .train import ahsar_config
+        cfg = ahsar_config(out["control"], out["ahsar_set"])
+        out["control"] = None if cfg is None or cfg.control == "integral" else cfg.control
+        out["ahsar_set"] = None if cfg is None else cfg.settings()
     for k in LIST_OPTIONS:   # None: train() picks it (hidden, from the data and the arch)
         out[k] = None if out[k] is None else [int(v) for v in out[k]]
     return out
-
-
-def _settings(reg) -> str | None:
-    """An AHSARConfig's fields that differ from the default, as `--ahsar`'s KEY=VALUE,...
-    (control apart: it has its own option); None when there are none."""
-    from .regulator import AHSARConfig
-    base = AHSARConfig().to_dict()
-    diff = [f"{k}={v!r}" for k, v in reg.to_dict().items() if k != "control" and v != base[k]]
-    return ",".join(diff) or None
 
 
 def _kind(v) -> str:
@@ -344,7 +340,9 @@ def expand(config: "SweepConfig | dict | str | Path") -> list[Trial]:
             try:
                 ahsar_config(v["control"], v["ahsar_set"])
             except ValueError as e:
-                raise ConfigError(f"{cfg.source}: ahsar_set: {e}") from None
+                where = "ahsar_set" if "ahsar_set" not in cfg.axes else \
+                    f"ahsar_set[{cfg.options['ahsar_set'].index(v['ahsar_set'])}]"
+                raise ConfigError(f"{cfg.source}: {where} = {v['ahsar_set']!r}: {e}") from None
         for k in LIST_OPTIONS:
             if isinstance(v[k], str):
                 v[k] = [int(x) for x in v[k].split(",") if x.strip()]

@@ -204,10 +204,14 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
 
 
 def ahsar_config(control: str | None = None, settings: str | None = None) -> AHSARConfig | None:
-    """The AHSAR config `ahsar train --control C --ahsar KEY=VALUE,...` asks for: None (the
-    method's default) when neither is given, else the default config with the control mode
-    switched and the settings applied (AHSARConfig.parse; ValueError for a bad one)."""
+    """The AHSAR config `ahsar train --control C --ahsar-set KEY=VALUE,...` asks for: None
+    (the method's default) when neither is given, else the default config with the control
+    mode switched and the settings applied (AHSARConfig.parse). ValueError, one line, for a
+    bad setting or a control mode given both ways."""
     if control is None and not settings:
         return None
+    if control is not None and "control" in AHSARConfig.items(settings or ""):
+        raise ValueError(f"the control mode is given twice (control {control} and in the settings "
+                         f"{settings!r}): give it once")
     base = AHSARConfig() if control is None else replace(AHSARConfig(), control=control)
     return AHSARConfig.parse(settings or "", base)

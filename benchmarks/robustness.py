@@ -58,8 +58,8 @@ ABLATIONS = {   # label -> (control, --ahsar-set)
     "proportional": ("proportional", None),
     "no diffusion": (None, "diffusion=0"),
     "no global gain": (None, "eta_g=0"),
-    "no scale bound": (None, "s_max=1e6,s_min=1e-6"),
-    "band 0.02-0.10": (None, "r_lo=0.02,r_hi=0.10"),
+    "no scale bound": (None, "s_max=1000000,s_min=1e-06"),
+    "band 0.02-0.10": (None, "r_lo=0.02,r_hi=0.1"),
     "band 0.15-0.35": (None, "r_lo=0.15,r_hi=0.35"),
 }
 VARIANTS = {   # the rule variants of the README's AHSAR section (label -> --ahsar-set)
@@ -347,6 +347,11 @@ def main() -> int:
               f", corrupted deployed {100 * corr:.2f} %", file=sys.stderr, flush=True)
 
     if not a.report_only:
+        from ahsar_deploy.sweep import _finished
+        for c in cs:   # trials finished earlier are measured first, before new ones train
+            done = _finished(TRIALS, trial(c), None)
+            if done is not None:
+                keep(done)
         summary = run_trials([trial(c) for c in cs], TRIALS, None, a.serial, num_cpus=a.workers,
                              on_result=keep, progress=False, source="benchmarks/robustness.py")
         for r in summary["trials"]:

@@ -1,5 +1,6 @@
 """Image corruptions for the robustness benchmark (corrupt.py), pinned by hand-made images."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -327,3 +328,28 @@ def test_blur_extends_the_edges_like_mnist_c():
     np.testing.assert_allclose(out, ndimage.gaussian_filter(img, 2.0, mode="nearest"),
                                atol=1e-6)
     assert out[14, 0] > 0.8
+
+
+@pytest.mark.parametrize("bad,words", [
+    (np.full((2, 784), 255.0), "divide by 255"), (np.full((2, 784), -0.1), "not intensities"),
+    (np.full((2, 784), np.nan), "NaN or infinite"), (np.full((2, 784), np.inf), "NaN or infinite"),
+    (np.array([["a"] * 784]), "dtype"),
+])
+def test_values_that_are_no_intensities_are_refused(bad, words):
+    with pytest.raises(ValueError, match=words) as e:
+        corrupt(bad, "blur", 1)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kw,words", [({"seed": 1.5}, "seed=1.5"), ({"seed": None}, "seed=None"),
+                                      ({"shape": 64}, "shape=64"), ({"shape": "88"}, "shape='88'"),
+                                      ({"shape": (8.7, 8)}, "tuple of integers")])
+def test_bad_seed_and_shape_arguments_are_one_line(kw, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        corrupt(np.zeros((2, 64)), "gaussian_noise", 1, **({"shape": (8, 8)} | kw))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_batch_gives_an_empty_batch(kind):
+    out = corrupt(np.zeros((0, 64)), kind, 2, shape=(8, 8))
+    assert out.shape == (0, 64) and out.dtype == np.float32

@@ -107,7 +107,9 @@ def test_settings_parse_and_refuse_in_one_line():
     assert AHSARConfig.parse("", AHSARConfig(k=2.0)) == AHSARConfig(k=2.0)
     for spec, words in (("band=1", "KEY one of r_lo"), ("r_lo", "KEY=VALUE"), ("mu=fast", "mu takes a number"),
                         ("r_lo=0.3", "r_lo < r_hi"), ("mu=1", "mu=1 outside"), ("control=pid", "integral or"),
-                        ("g_min=1.5", "g_min <= 1"), ("eta_s=-1", "eta_s=-1 is negative")):
+                        ("g_min=1.5", "g_min <= 1"), ("eta_s=-1", "eta_s=-1 is negative"),
+                        ("eta_s=nan", "eta_s=nan is not a finite"), ("r_hi=inf", "r_hi=inf is not a finite"),
+                        ("energy=0.1,energy=0.2", "energy given twice")):
         with pytest.raises(ValueError, match=words) as e:
             AHSARConfig.parse(spec)
         assert "\n" not in str(e.value)
@@ -141,3 +143,19 @@ def test_raise_only_never_lowers_a_threshold():
     for _ in range(2000):
         low.observe([0.0])
     assert float(low.log_s[0]) == pytest.approx(math.log(0.5), abs=1e-15)
+
+
+def test_settings_spell_a_config_once():
+    """settings() is the canonical --ahsar-set string: parse(settings()) gives the config
+    back, and equal configs have equal strings however they were written."""
+    for spec in ("energy=0.50", " s_min=1 , energy=0.5", "energy=0.5,s_min=1,r_hi=0.25"):
+        c = AHSARConfig.parse(spec)
+        assert AHSARConfig.parse(c.settings()) == c
+    assert AHSARConfig.parse("energy=0.50,s_max=1e6").settings() == "s_max=1000000,energy=0.5"
+    assert AHSARConfig.parse("energy=0,s_min=0.25").settings() is None
+
+
+def test_proportional_scale_keeps_the_scale_bounds():
+    reg = AHSAR(1, AHSARConfig(control="proportional", s_min=1.0))
+    reg.observe([0.0])                                      # too quiet: would lower the threshold
+    assert float(reg.log_s[0]) == 0.0

@@ -131,8 +131,15 @@ def test_ids_hash_only_what_differs_from_the_defaults():
     assert [t.args["ahsar_set"] for t in low] == ["r_lo=0.02,r_hi=0.1", "eta_g=0"]
     assert len({plain.id, *(t.id for t in low)}) == 3
     obj = sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig(eta_g=0.0)})
-    assert obj.args["ahsar_set"] == "eta_g=0.0" and obj.args["control"] == "integral"
-    assert sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig()}).args["ahsar_set"] is None
+    assert obj.args["ahsar_set"] == "eta_g=0" and obj.args["control"] is None
+    assert sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig()}).id == plain.id
+    same = sw.expand({"data": "digits", "method": "ahsar",
+                      "ahsar_set": ["energy=0.5", "energy=0.50", "s_min=0.25 , energy=0.5"]})
+    assert len(same) == 1 and same[0].args["ahsar_set"] == "energy=0.5"   # one network, trained once
+    assert sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar": AHSARConfig(energy=0.5)}).id == \
+        sw.Trial.make({"data": "digits", "method": "ahsar", "ahsar_set": "s_min=0.25,energy=0.50"}).id
+    for default in ({"control": "integral"}, {"ahsar_set": "energy=0"}, {"ahsar_set": ""}):
+        assert sw.Trial.make({"data": "digits", "method": "ahsar", **default}).id == plain.id, default
 
 
 BAD = [
@@ -147,6 +154,8 @@ BAD = [
     ("bad.toml", '[sweep]\nmethod = ["baseline", "ahsar"]\nahsar_set = "eta_g=0"\n', "ahsar_set", "baseline"),
     ("bad.toml", '[sweep]\nahsar-set = "r_lo=0.3"\n', "ahsar_set", "r_lo < r_hi"),
     ("bad.toml", '[sweep]\nahsar-set = "band=1"\n', "ahsar_set", "KEY one of r_lo"),
+    ("bad.toml", '[sweep]\nahsar-set = ["energy=0.5", "energy=2"]\n', "ahsar_set[1] = 'energy=2'", "outside [0, 1]"),
+    ("bad.toml", '[sweep]\ncontrol = "proportional"\nahsar-set = "control=integral"\n', "ahsar_set", "given twice"),
     ("bad.toml", '[sweep]\nhidden = [[16], [0]]\n', "hidden[1]", "size <= 0"),
     ("bad.toml", '[sweep]\ndata = "nope.npz"\n', "data", "neither a built-in"),
     ("bad.toml", '[sweep]\nlr-schedule = "cosine"\nlr_schedule = "constant"\n', "'lr-schedule' and 'lr_schedule'",
