@@ -10,7 +10,7 @@ accuracy (bit-exact emulator) on the first N test images against Loihi's dynamic
 per inference from the same spikes (energy_report.estimate, HARDWARE.md's per-operation
 figures), the float model's accuracy beside it, mean over seeds.
 
-    python benchmarks/energy_front.py [--plan "budget:0,1,2 cnn:0,1"] [--report-only]
+    python benchmarks/energy_front.py [--plan "budget:0,1,2 cnn:0"] [--report-only]
 
 Trains and measures what the cache lacks (as robustness.py does), then writes
 benchmarks/results/energy_front.md and energy_front.png.
@@ -27,11 +27,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"
-PLAN = "budget:0,1,2 cnn:0,1"
+PLAN = "budget:0,1,2 cnn:0"
 GROUPS = {("budget", "mnist"): "MLP 784-256-10, MNIST", ("budget", "fmnist"): "MLP 784-256-10, Fashion-MNIST",
           ("cnn", "mnist"): "CNN, MNIST"}
 SHOWN = ("baseline", "ahsar", "ahsar, raise-only", "ahsar, energy 0.5", "ahsar, energy 1",
-         "ahsar, band 0.02-0.10", "ahsar, band 0.15-0.35")
+         "ahsar, band 0.02-0.10", "ahsar, band 0.15-0.35", "ahsar, bound 1.5")
 
 
 def points(entries: list[dict]) -> dict[tuple, dict]:
@@ -81,7 +81,7 @@ def _plot(pts, path: Path) -> None:
     if not nets:
         return
     fig, axes = plt.subplots(1, len(nets), figsize=(4.2 * len(nets), 3.6), squeeze=False)
-    marks = dict(zip(SHOWN, "sooD^vP"))
+    marks = dict(zip(SHOWN, "sooD^vPX"))
     for ax, (g, d) in zip(axes[0], nets):
         for i, lab in enumerate(SHOWN):
             p = pts.get((g, d, lab))

@@ -9,13 +9,14 @@ Trials (run through `ahsar sweep`'s machinery, kept in runs/robustness/trials/):
 - recipe: the README's MNIST recipe, `ahsar train --data mnist --method M --augment-shift 1
   --epochs 20` (seed 0 by default: 16 minutes of one core per trial here);
 - variant: the rule variants (VARIANTS: raise-only thresholds, the energy setpoint) at
-  the default settings, MNIST; the budget group has them too (AHSAR on baseline thresholds);
+  the default settings, MNIST; the budget group has them too (AHSAR on baseline thresholds),
+  and a tight scale bound s in [1/1.5, 1.5] (TIGHT);
 - cnn: issue 21's MNIST CNN (conv 8 5x5 -> pool -> conv 16 5x5 -> pool -> dense 10, 8
   steps, batch 128, 2 epochs on 15,000 images): baseline, AHSAR, the variants, the bands;
 - ablation (MNIST, the budget above): AHSAR with one part changed (`--ahsar-set`,
   `--control`): proportional control, no diffusion, no global gain, no scale bound, a
   lower and a higher band.
-Seeds 0, 1, 2 (recipe: 0) by default (PLAN; `--plan "default:0 budget:0,1"`).
+Seeds 0, 1, 2 (recipe, cnn: 0; ablation: 0, 1) by default (PLAN; `--plan "default:0 budget:0,1"`).
 
 Each checkpoint is exported (`ahsar-export --target loihi`, calibration on the
 checkpoint's data) and both the float model (torch) and the deployed integer build (the
@@ -67,8 +68,9 @@ VARIANTS = {   # the rule variants of the README's AHSAR section (label -> --ahs
     "energy 0.5": "energy=0.5",
     "energy 1": "energy=1",
 }
+TIGHT = {"bound 1.5": "s_max=1.5,s_min=0.6666666666666666"}   # budget group only: s within [1/1.5, 1.5]
 CORRUPTION_SEED = 2026
-PLAN = "recipe:0 default:0 variant:0 budget:0 cnn:0 default:1,2 variant:1,2 budget:1,2 cnn:1 ablation:0,1,2"
+PLAN = "recipe:0 default:0 variant:0 budget:0 cnn:0 default:1,2 budget:1,2 variant:1,2 ablation:0,1"
 NEAR = 0.2   # "near threshold": |v/theta - 1| <= NEAR
 
 
@@ -102,9 +104,9 @@ def configs(plan: str) -> list[dict]:
                 for data in ("mnist", "fmnist"):
                     for m in METHODS:
                         out.append({"group": group, "label": m, "data": data, "method": m, **BUDGET, "seed": seed})
-                    for lab in VARIANTS:
+                    for lab, settings in {**VARIANTS, **TIGHT}.items():
                         out.append({"group": group, "label": f"ahsar, {lab}", "data": data, "method": "ahsar",
-                                    **BUDGET, "ahsar_set": VARIANTS[lab], "seed": seed})
+                                    **BUDGET, "ahsar_set": settings, "seed": seed})
             else:
                 raise SystemExit(f"unknown group {group!r}: recipe, default, variant, ablation, budget")
     return out
