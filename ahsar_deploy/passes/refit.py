@@ -21,10 +21,22 @@ from __future__ import annotations
 
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import interrupts
 from ..emulator import run
 from ..ir import DeployGraph
+
+
+def _largest_eigenvalue(g: np.ndarray) -> float:
+    """Largest eigenvalue of the symmetric PSD g (H, H): Lanczos (scipy's ARPACK eigsh, to
+    machine precision) for H >= 16, a full eigvalsh below. Same value as eigvalsh to about
+    1e-15 relative, in ~10 ms instead of 0.4 s for H = 1000 (3 s when other jobs load the
+    cores and LAPACK's threads wait on them)."""
+    if len(g) < 16:
+        return float(np.linalg.eigvalsh(g)[-1])
+    from scipy.sparse.linalg import eigsh
+    return float(eigsh(g, k=1, which="LA", return_eigenvectors=False, tol=0, v0=np.ones(len(g)))[0])
 
 
 def lasso_fista(phi: np.ndarray, target: np.ndarray, alpha: float, iterations: int = 300) -> np.ndarray:
@@ -32,18 +44,21 @@ def lasso_fista(phi: np.ndarray, target: np.ndarray, alpha: float, iterations: i
     n, h = phi.shape
     g = phi.T @ phi / n
     b = phi.T @ target / n
-    lip = float(np.linalg.eigvalsh(g)[-1]) if h else 0.0
+    lip = _largest_eigenvalue(g) if h else 0.0
     if lip <= 0:
         return np.zeros((h, target.shape[1]))
-    w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b)          # ridge warm start
-    y, t = w.copy(), 1.0
-    for _ in range(iterations):
-        interrupts.check()
-        z = y - (g @ y - b) / lip
-        w_new = np.sign(z) * np.maximum(np.abs(z) - alpha / lip, 0.0)
-        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
-        y = w_new + (t - 1) / t_new * (w_new - w)
-        w, t = w_new, t_new
+    # (H, H) @ (H, C) with C ~ 10 is memory-bound: one BLAS thread is as fast on an idle
+    # machine and 3x faster when other jobs hold the cores (threads wait on each other)
+    with threadpool_limits(1):
+        w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b)          # ridge warm start
+        y, t = w.copy(), 1.0
+        for _ in range(iterations):
+            interrupts.check()
+            z = y - (g @ y - b) / lip
+            w_new = np.sign(z) * np.maximum(np.abs(z) - alpha / lip, 0.0)
+            t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+            y = w_new + (t - 1) / t_new * (w_new - w)
+            w, t = w_new, t_new
     return w
 
 
