@@ -102,12 +102,13 @@ ENERGY_SAMPLES = 1000   # `ahsar energy`'s default: the first 1000 test samples
 
 def cmd_energy(a) -> dict:
     from .api import energy
-    from .energy_report import table
     from .errors import DeployError
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
                     timeout=a.timeout, progress=not a.quiet, device=a.device)
     if "cycles_per_step" in report:   # a Xylo build: the chip's own compute model, no Loihi table
         from exporters.xylo import energy_table as table
+    else:
+        from .energy_report import table
     out = sys.stderr if a.json else sys.stdout
     print(table(report), file=out)
     for c in report["sparsity_check"]:
@@ -210,10 +211,9 @@ def cmd_inspect(a) -> dict:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
                      f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
-        from .regulator import AHSARConfig
-        changed = {k: v for k, v in r.config.to_dict().items() if v != AHSARConfig().to_dict()[k]}
-        lines.append("  AHSAR settings: " + (", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in changed.items()) or "the defaults"))
+        shown = ",".join(filter(None, [None if r.config.control == "integral" else f"control={r.config.control}",
+                                       r.config.settings()]))
+        lines.append(f"  AHSAR settings: {shown or 'the defaults'}")
     if hist:
         lines.append("  epoch  train loss  val loss  val acc %  rates per layer"
                      + ("  |  AHSAR h / scales / gain" if "gain" in hist[0] else ""))
@@ -225,9 +225,13 @@ def cmd_inspect(a) -> dict:
                      + " ".join(f"{x:.3f}" for x in e["scales"]) + f" / {e['gain']:.3f}")
         lines.append(line)
     print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
+    reg = model.regulator
     return {"path": str(p), "method": model.method, "sizes": model.sizes,
             "thresholds": [float(t.mean()) for t in model.thresholds()],
-            "test_accuracy": ckpt.get("test_accuracy"), "history": hist}
+            "test_accuracy": ckpt.get("test_accuracy"), "history": hist,
+            "ahsar": None if reg is None else {"config": reg.config.to_dict(), "settings": reg.config.settings(),
+                                               "scales": [float(x) for x in reg.log_s.exp()],
+                                               "gain": float(reg.log_g.exp())}}
 
 
 def cmd_sweep(a) -> dict:

@@ -1,7 +1,8 @@
 """Energy against accuracy on Loihi, with and without AHSAR, MLP and CNN (issue 21).
 
 The points are the trials of benchmarks/robustness.py (same sweep directory, same cache):
-the budget MLPs (784-256-10, MNIST and Fashion-MNIST) and the MNIST CNN (conv 8 5x5 ->
+the default MLP (784-1000-10, `ahsar train --data mnist --epochs 5`), the budget MLPs
+(784-256-10, MNIST and Fashion-MNIST) and the MNIST CNN (conv 8 5x5 ->
 pool -> conv 16 5x5 -> pool -> dense 10), each trained without AHSAR, with it (the
 default band [0.05, 0.25] and setpoint 0.15), with its energy setpoint moved down
 (`--ahsar-set energy=0.5`, setpoint 0.10; `energy=1`, 0.05 = r_lo), with thresholds that
@@ -10,7 +11,7 @@ accuracy (bit-exact emulator) on the first N test images against Loihi's dynamic
 per inference from the same spikes (energy_report.estimate, HARDWARE.md's per-operation
 figures), the float model's accuracy beside it, mean over seeds.
 
-    python benchmarks/energy_front.py [--plan "budget:0,1,2 cnn:0"] [--report-only]
+    python benchmarks/energy_front.py [--plan "default:0,1,2 variant:0,1,2 budget:0,1,2 cnn:0"] [--report-only]
 
 Trains and measures what the cache lacks (as robustness.py does), then writes
 benchmarks/results/energy_front.md and energy_front.png.
@@ -27,8 +28,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"
-PLAN = "budget:0,1,2 cnn:0"
-GROUPS = {("budget", "mnist"): "MLP 784-256-10, MNIST", ("budget", "fmnist"): "MLP 784-256-10, Fashion-MNIST",
+PLAN = "default:0,1,2 variant:0,1,2 budget:0,1,2 cnn:0"
+GROUPS = {("default", "mnist"): "MLP 784-1000-10 (`ahsar train --epochs 5`), MNIST",
+          ("budget", "mnist"): "MLP 784-256-10, MNIST", ("budget", "fmnist"): "MLP 784-256-10, Fashion-MNIST",
           ("cnn", "mnist"): "CNN, MNIST"}
 SHOWN = ("baseline", "ahsar", "ahsar, raise-only", "ahsar, energy 0.5", "ahsar, energy 1",
          "ahsar, band 0.02-0.10", "ahsar, band 0.15-0.35", "ahsar, bound 1.5")
@@ -40,8 +42,9 @@ def points(entries: list[dict]) -> dict[tuple, dict]:
     by: dict[tuple, list[dict]] = {}
     for e in entries:
         c = e["config"]
-        if (c["group"], c["data"]) in GROUPS and c["label"] in SHOWN and "loihi" in e["clean"]:
-            by.setdefault((c["group"], c["data"], c["label"]), []).append(e)
+        group = "default" if c["group"] == "variant" else c["group"]   # the variants of the default MLP
+        if (group, c["data"]) in GROUPS and c["label"] in SHOWN and "loihi" in e["clean"]:
+            by.setdefault((group, c["data"], c["label"]), []).append(e)
     out = {}
     for k, es in by.items():
         dep = 100 * np.array([e["clean"]["deployed"] for e in es])
@@ -80,24 +83,31 @@ def _plot(pts, path: Path) -> None:
     nets = [k for k in GROUPS if any(p[:2] == k for p in pts)]
     if not nets:
         return
-    fig, axes = plt.subplots(1, len(nets), figsize=(4.2 * len(nets), 3.6), squeeze=False)
+    cols = min(2, len(nets))
+    rows = -(-len(nets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     marks = dict(zip(SHOWN, "sooD^vPX"))
-    for ax, (g, d) in zip(axes[0], nets):
+    handles = {}
+    for ax, (g, d) in zip(axes.flat, nets):
         for i, lab in enumerate(SHOWN):
             p = pts.get((g, d, lab))
             if p is None:
                 continue
             col = "black" if lab == "baseline" else f"C{i}"
-            ax.errorbar(p["uj"], p["deployed"], yerr=p["deployed_sd"], fmt=marks[lab], color=col, ms=6,
-                        label=f"{lab} (deployed)", capsize=2)
+            h = ax.errorbar(p["uj"], p["deployed"], yerr=p["deployed_sd"], fmt=marks[lab], color=col, ms=6,
+                            capsize=2)
             ax.plot(p["uj"], p["float"], marks[lab], mfc="none", color=col, ms=6)
-        ax.set_title(GROUPS[(g, d)], fontsize=9)
+            handles[lab] = h
+        ax.set_title(GROUPS[(g, d)].replace("`", ""), fontsize=9)
         ax.set_xlabel("Loihi dynamic energy per inference (µJ)", fontsize=8)
-        ax.set_ylabel("test accuracy % (filled: deployed, hollow: float)", fontsize=8)
+        ax.set_ylabel("test accuracy %", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    for ax in list(axes.flat)[len(nets):]:
+        ax.axis("off")
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7,
+               title="filled: deployed (emulator, mean ± sd over seeds); hollow: float model", title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

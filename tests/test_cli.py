@@ -127,7 +127,9 @@ def test_train_cli_writes_checkpoint_with_options(tmp_path, cli):
     assert r.returncode == 0, r.stderr
     assert {k: checkpoint.load(out)["regulator"]["config"][k] for k in ("r_lo", "r_hi", "eta_g")} == \
         {"r_lo": 0.02, "r_hi": 0.1, "eta_g": 0.0}
-    assert "AHSAR settings: r_lo=0.02, r_hi=0.1, eta_g=0" in cli("inspect", out).stdout
+    assert "AHSAR settings: r_lo=0.02,r_hi=0.1,eta_g=0" in cli("inspect", out).stdout
+    shown = json.loads(cli("inspect", out, "--json").stdout)["ahsar"]
+    assert shown["settings"] == "r_lo=0.02,r_hi=0.1,eta_g=0" and shown["config"]["r_lo"] == 0.02
     assert_one_line_error(cli("train", "--ahsar-set", "band=1", "-o", bad), "--ahsar-set", "KEY one of r_lo")
     assert_one_line_error(cli("train", "--method", "baseline", "--ahsar-set", "eta_g=0", "-o", bad),
                           "--ahsar-set applies to AHSAR")
