@@ -72,6 +72,7 @@ TIGHT = {"bound 1.5": "s_max=1.5,s_min=0.6666666666666666"}   # budget group onl
 CORRUPTION_SEED = 2026
 PLAN = "recipe:0 default:0 variant:0 budget:0 cnn:0 default:1,2 budget:1,2 variant:1,2 ablation:0,1"
 NEAR = 0.2   # "near threshold": |v/theta - 1| <= NEAR
+PROBES = ("contrast:2", "gaussian_noise:2")   # corruptions the causes tables look at
 
 
 def configs(plan: str) -> list[dict]:
@@ -254,12 +255,22 @@ def write(entries: list[dict], out: Path) -> None:
             lines.append(f"| {d} | {lab} | " + " | ".join(
                 f"{100 * np.mean([e['corrupted'][f'{k}:{s}']['deployed'] for e in es]):.1f}"
                 for k in kinds for s in sev) + " |")
-    probe = "gaussian_noise:2"
-    lines += ["", f"Hidden layer(s), float model, clean → {probe} (mean over seeds): rate, dead fraction, "
-              f"mean v/θ, fraction of neuron-steps with |v/θ − 1| ≤ {NEAR}, fraction of hidden spikes changed "
-              "by the corruption, θ in units of the neuron's input weight norm:", "",
-              "| group | data | method | rate | dead % | v/θ | near θ % | spikes changed % | θ/‖w‖ | "
-              "accuracy drop pp (deployed) |", "|---" * 10 + "|"]
+    for probe in PROBES:
+        lines += _causes(rows, probe)
+    (out / "robustness.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _plot(rows, kinds, sev, out / "robustness.png")
+
+
+def _causes(rows: dict, probe: str) -> list[str]:
+    """The hidden-layer table for one corruption, and the rank correlation over the MLPs
+    between the threshold height theta/||w|| and the accuracy that corruption costs."""
+    lines = ["", f"Hidden layer(s), float model, clean → {probe} (mean over seeds): rate, dead fraction, "
+             f"mean v/θ, fraction of neuron-steps with |v/θ − 1| ≤ {NEAR}, fraction of hidden spikes changed "
+             "by the corruption, θ in units of the neuron's input weight norm:", "",
+             "| group | data | method | rate | dead % | v/θ | near θ % | spikes changed % | θ/‖w‖ | "
+             "accuracy drop pp (deployed) |", "|---" * 10 + "|"]
+    pairs: dict[str, tuple[list, list]] = {}
     for (g, d, lab), es in rows.items():
         if probe not in es[0]["corrupted"]:
             continue
@@ -271,13 +282,23 @@ def write(entries: list[dict], out: Path) -> None:
             return ", ".join(f"{scale * np.mean([h[l][key] for h in h0]):{fmt}} → "
                              f"{scale * np.mean([h[l][key] for h in h1]):{fmt}}" for l in range(layers))
         changed = ", ".join(f"{100 * np.mean([h[l]['changed'] for h in h1]):.1f}" for l in range(layers))
-        tw = ", ".join(f"{np.mean([e['thresholds'][l]['theta_over_wnorm'] for e in es]):.3f}" for l in range(layers))
+        tw = ", ".join(f"{np.mean([e['thresholds'][l]['theta_over_wnorm'] for e in es]):.2f}" for l in range(layers))
         drop = 100 * np.mean([e["clean"]["deployed"] - e["corrupted"][probe]["deployed"] for e in es])
-        lines.append(f"| {g} | {d} | {lab} | {pair('rate')} | {pair('dead', 100, '.1f')} | {pair('v_mean')} | "
+        lines.append(f"| {g} | {d} | {lab} | {pair('rate')} | {pair('dead', 100, '.1f')} | {pair('v_mean', fmt='.2f')} | "
                      f"{pair('near', 100, '.1f')} | {changed} | {tw} | {drop:.1f} |")
-    (out / "robustness.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    _plot(rows, kinds, sev, out / "robustness.png")
+        if g != "cnn":
+            heights, drops = pairs.setdefault(d, ([], []))
+            for e in es:
+                heights.append(e["thresholds"][0]["theta_over_wnorm"])
+                drops.append(e["clean"]["deployed"] - e["corrupted"][probe]["deployed"])
+    from scipy.stats import spearmanr
+    for d, (heights, drops) in pairs.items():
+        if len(heights) > 2:
+            rho = spearmanr(heights, drops)
+            lines += ["", f"{d}, the {len(heights)} MLP models (every seed): Spearman rank correlation between the "
+                      f"hidden layer's θ/‖w‖ and the accuracy {probe} costs: ρ = {rho.statistic:.2f} "
+                      f"(p = {rho.pvalue:.1g})."]
+    return lines
 
 
 def _plot(rows, kinds, sev, path: Path) -> None:
