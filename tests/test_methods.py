@@ -142,3 +142,22 @@ def test_every_method_exports_and_runs_on_lava(arch, tmp_path, lava_equals_emula
         cases.append((tmp_path / method, graph, x))
     for method, want in zip(METHODS_, lava_equals_emulator_many(cases)):
         assert sum(int(w.sum()) for w in want) > 0, f"{arch} {method}: no spike at all"
+
+
+def test_membrane_trace_by_hand():
+    """keep_v records v / theta before spike and reset, step by step (benchmarks/robustness.py
+    reads it): one neuron, weight 0.6, threshold 1, no decay of u beyond Loihi's registers."""
+    net = SNN([1, 1, 1], method="baseline", i_decay=4096, v_decay=0)   # u = W x each step, v integrates
+    layer = net.layers[0]
+    with torch.no_grad():
+        layer.syn.weight.fill_(0.6)
+    layer.keep_v = True
+    net.eval()
+    with torch.no_grad():
+        net(torch.ones(1, 4, 1))
+    # v: 0.6, 1.2 (spike, reset), 0.6, 1.2 (spike)
+    assert [round(float(v), 6) for v in layer.v_trace] == [0.6, 1.2, 0.6, 1.2]
+    layer.keep_v = False
+    with torch.no_grad():
+        net(torch.ones(1, 4, 1))
+    assert layer.v_trace is None
