@@ -59,7 +59,7 @@ Salt-and-pepper replaces exactly round(c * C*H*W) distinct pixels of each image 
 without replacement); each becomes 0 or 1 with probability 1/2 (ours: MNIST-C calls
 skimage.util.random_noise(mode='s&p', amount=c), whose count is random or drawn with
 replacement depending on the skimage version). MNIST-C translates and rotates with
-skimage.transform.warp (bilinear, 0 outside); ours is the same map computed directly. Translate and rotate move
+skimage.transform.warp (bilinear, 0 outside); ours is scipy.ndimage.rotate with the same map. Translate and rotate move
 all channels of an image together. Units: blur sigma and translate in pixels, rotate in
 degrees (positive = counter-clockwise as displayed, row 0 at the top, like ``np.rot90``).
 """
@@ -246,30 +246,9 @@ def _shift(x4, dy: int, dx: int) -> np.ndarray:
 def _rotate_by(x4, degrees: float) -> np.ndarray:
     """Images (..., H, W) rotated by ``degrees`` counter-clockwise as displayed (row 0 at
     the top; +90 equals ``np.rot90``) about the centre ((H-1)/2, (W-1)/2), with bilinear
-    interpolation; the image is taken as 0 outside its pixels. Returns float32."""
-    h, w = x4.shape[-2:]
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    t = math.radians(degrees)
-    cos, sin = math.cos(t), math.sin(t)
-    r, c = np.mgrid[0:h, 0:w].astype(np.float64)
-    dr, dc = r - cy, c - cx
-    # each output pixel samples the input at its position rotated back by -degrees
-    rs = cy + dc * sin + dr * cos
-    cs = cx + dc * cos - dr * sin
-    # snap float rounding (e.g. cos 90 deg = 6e-17) so multiples of 90 degrees are exact
-    for a in (rs, cs):
-        near = np.round(a)
-        snap = np.abs(a - near) < 1e-9
-        a[snap] = near[snap]
-    r0, c0 = np.floor(rs).astype(np.intp), np.floor(cs).astype(np.intp)
-    fr, fc = rs - r0, cs - c0
-    out = np.zeros(x4.shape, dtype=np.float32)
-    for oy, wy in ((0, 1.0 - fr), (1, fr)):
-        for ox, wx in ((0, 1.0 - fc), (1, fc)):
-            rr, cc = r0 + oy, c0 + ox
-            inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            wgt = np.where(inside, wy * wx, 0.0).astype(np.float32)
-            if not wgt.any():
-                continue
-            out += x4[..., np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)] * wgt
-    return out
+    interpolation; the image is taken as 0 outside its pixels (scipy.ndimage.rotate,
+    order 1, mode 'grid-constant'). Returns float32."""
+    out = ndimage.rotate(np.asarray(x4, dtype=np.float32), degrees, axes=(-1, -2), reshape=False, order=1,
+                         mode="grid-constant", cval=0.0)
+    return out.astype(np.float32, copy=False)
+
