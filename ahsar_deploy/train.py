@@ -149,9 +149,12 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda b: 0.5 * (1 + np.cos(np.pi * b / total_batches))) if lr_schedule == "cosine"
         else (lambda b: 1.0))
-    log.info("training %s %s on %s (%d samples, %d steps, %s), %d epochs, seed %d",
+    log.info("training %s %s on %s (%d samples, %d steps, %s), %d epochs, batch %d, Adam %g %s, seed %d%s",
              arch, "-".join(map(str, model.sizes)), ds.name, len(y_tr), steps,
-             "spikes as given" if ds.steps is not None else f"{encoding} coding", epochs, seed)
+             "spikes as given" if ds.steps is not None else f"{encoding} coding", epochs, batch, lr,
+             lr_schedule, seed, "" if model.regulator is None else
+             f", AHSAR {model.regulator.config.settings() or 'defaults'}"
+             + ("" if model.regulator.config.control == "integral" else ", proportional control"))
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x_tr))
