@@ -83,3 +83,15 @@ def test_qat_on_a_conv_network_is_announced_not_reported_as_run(tmp_path, caplog
     assert any("QAT does not fine-tune convolutions" in r.getMessage() for r in caplog.records)
     acc = json.loads((tmp_path / "b" / "calibration.json").read_text())["validation_accuracy"]
     assert acc["qat"] is None and acc["chosen"] in ("quantized", "refit")
+
+
+def test_largest_eigenvalue_equals_the_full_solver():
+    """refit's Lipschitz constant: Lanczos agrees with eigvalsh, also for an all-zero Gram
+    matrix (a silent hidden layer) and one whose start vector g @ 1 is zero."""
+    import numpy as np
+    from ahsar_deploy.passes.refit import _largest_eigenvalue
+    rng = np.random.default_rng(0)
+    phi = (rng.random((300, 200)) < 0.15) * rng.integers(0, 8, (300, 200)).astype(float)
+    for g in (phi.T @ phi / 300, np.zeros((50, 50)), np.outer(np.r_[np.ones(25), -np.ones(25)],
+                                                             np.r_[np.ones(25), -np.ones(25)]), np.eye(3)):
+        assert abs(_largest_eigenvalue(g) - np.linalg.eigvalsh(g)[-1]) <= 1e-12 * max(1.0, np.abs(g).max() * len(g))
