@@ -6,12 +6,13 @@
 # snnTorch and sinabs (pure Python) come without deps too, only so that tests can write
 # NIR graphs with them; sinabs pins samna (a stub that installs from elsewhere at import
 # time) and nir<=1.0.4, neither of which its NIR export needs. neurobench comes without
-# deps (it declares numba and torchaudio, which its metrics do not import) so that a test
+# deps (it declares torchaudio, which its metrics do not import) so that a test
 # can check our NeuroBench figures against its own implementation. rockpool and xylosim
 # (SynSense's Xylo simulator, built from source with g++) come without deps: their own
 # are installed already, and samna, whose package is a stub, is replaced at import by
 # ahsar_deploy/samna_shim.py.
 # ray (pinned) runs `ahsar sweep`'s training trials as tasks; --serial needs no Ray.
+# numba compiles the emulator's fused neuron update (ahsar_deploy/lif_kernel.py) once, at install.
 SHELL   := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
@@ -64,7 +65,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) "numpy>=1.24.4,<2" "scipy>=1.10.1,<1.17" "asteval>=0.9.31,<0.10" \
 	  "networkx<=2.8.7" "scikit-learn>=1.5,<2" "h5py>=3.7,<4" "matplotlib<4" \
 	  "opencv-python-headless>=4.8,<4.11" "pillow>=10,<11" ninja nir==1.0.8 nirtorch==2.6 \
-	  "tqdm>=4.60" "pytest>=7" "pytest-xdist>=3.5" "hypothesis>=6" && \
+	  "tqdm>=4.60" "pytest>=7" "pytest-xdist>=3.5" "hypothesis>=6" "numba>=0.60,<1" && \
 	$(PIP) --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 && \
 	{ $(BIN)/python -c "import norse" 2>/dev/null || $(PIP) --no-deps norse==1.1.0; } && \
 	{ $(BIN)/python -c "import snntorch" 2>/dev/null || $(PIP) --no-deps snntorch==1.0.0; } && \
@@ -75,6 +76,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) "ray==2.60.0" && \
 	$(PIP) "requests>=2.31,<3" && \
 	$(PIP) --no-deps -e . && \
+	$(BIN)/python -m ahsar_deploy.lif_kernel && \
 	echo "== install took $$(( $$(date +%s) - start )) s" && touch $(STAMP)
 
 demo: install

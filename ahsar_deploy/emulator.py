@@ -1,7 +1,8 @@
 """Reference simulators of a DeployGraph, batched over samples (numpy; run() hands integer
 runs to the faster, spike-for-spike equal torch_emulator unless device=None).
 
-run_float: the float CUBA-LIF model of snn.py, in float64.
+run_float: the float CUBA-LIF model of snn.py, in float64 (the neuron update of a layer
+           without recurrence in lif_kernel.lif_float's fused loop: bitwise the numpy loop).
 run_int:   Lava's bit-accurate fixed-point Dense + LIF models, step for step
            (lava/proc/lif/models.py AbstractPyLifModelFixed.subthr_dynamics,
            ../shared/HARDWARE.md section 1), without Lava's one-step delay per layer:
@@ -79,7 +80,7 @@ _FLOAT_RUNS_KEPT = 8
 
 def _float_key(layer: Layer, x: np.ndarray) -> bytes:
     """A digest of everything layer_float's result depends on: the layer's parameters and x."""
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha1(usedforsecurity=False)      # a cache key, not a seal: the fastest hash here
     h.update(repr((layer.kind, layer.i_decay, layer.v_decay, layer.in_shape, layer.stride, layer.padding,
                    np.shape(x), np.asarray(x).dtype.str)).encode())
     for a in (layer.weight, layer.threshold, layer.recurrent, layer.bias, x):
@@ -121,13 +122,21 @@ def _layer_float(layer: Layer, x: np.ndarray, ranges: dict) -> np.ndarray:
     th = layer.neuron_thresholds()
     rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
     bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
+    if rec is None:   # one fused loop (numba), the same float operations in the same order
+        from .lif_kernel import lif_float
+        out = np.empty(cur.shape, dtype=bool)
+        pu, pv = lif_float(np.ascontiguousarray(cur, dtype=np.float64), du, dv,
+                           np.broadcast_to(th, cur.shape[-1:]), bias, out)
+        ranges["u"] = max(ranges.get("u", 0.0), pu)
+        ranges["v"] = max(ranges.get("v", 0.0), pv)
+        return out
     u = np.zeros(cur[:, 0].shape)
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
     s = np.zeros(u.shape, dtype=bool)
     for t in range(cur.shape[1]):
         interrupts.check()
-        u = du * u + (cur[:, t] if rec is None else cur[:, t] + s @ rec)
+        u = du * u + cur[:, t] + s @ rec
         v = dv * v + u if bias is None else dv * v + u + bias
         ranges["u"] = max(ranges.get("u", 0.0), float(np.abs(u).max(initial=0.0)))
         ranges["v"] = max(ranges.get("v", 0.0), float(np.abs(v).max(initial=0.0)))

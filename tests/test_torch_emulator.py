@@ -1,7 +1,8 @@
 """The torch emulator (ahsar_deploy/torch_emulator.py) against the numpy emulator, spike for
 spike: random dense networks (wrap-around and saturation included), conv networks,
 recurrent networks with biases, negative weight exponents, graded inputs, blocks that
-split the samples, and the refusals. On the CPU (no other torch device here)."""
+split the samples, and the refusals. On the CPU (no other torch device here), with the
+neuron update both in lif_kernel's fused loop and in torch's ops."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,14 @@ from ahsar_deploy import emulator, torch_emulator
 from ahsar_deploy.errors import BackendError
 from ahsar_deploy.ir import Layer
 from nets import HAND_SPIKES, HAND_X, _conv_then_recurrent, _graph, _hand_layer, _random_net, conv_networks, networks
+
+
+@pytest.fixture(autouse=True, params=["fused", "torch"])
+def neuron_update(request, monkeypatch):
+    """Every test runs twice on the CPU: the neuron update in lif_kernel's fused numba loop
+    (the CPU default) and in torch's ops (what other devices run)."""
+    monkeypatch.setattr(torch_emulator, "FUSED", request.param == "fused")
+    return request.param
 
 
 def _same(graph, x, **kw):

@@ -52,17 +52,19 @@ def lasso_fista(phi: np.ndarray, target: np.ndarray, alpha: float, iterations: i
         return np.zeros((h, target.shape[1]))
     # (H, H) @ (H, C) with C ~ 10 is memory-bound: one BLAS thread is as fast on an idle
     # machine and 3x faster when other jobs hold the cores (threads wait on each other)
+    # The iterates are kept transposed, (C, H): g is symmetric, so g @ y = (y.T @ g).T, and
+    # the (C, H) @ (H, H) product streams g once in the order it is stored (1.1 ms, not 1.7)
     with threadpool_limits(1):
-        w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b)          # ridge warm start
-        y, t = w.copy(), 1.0
+        w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b).T        # ridge warm start
+        y, t, bt = w.copy(), 1.0, np.ascontiguousarray(b.T)
         for _ in range(iterations):
             interrupts.check()
-            z = y - (g @ y - b) / lip
+            z = y - (y @ g - bt) / lip
             w_new = np.sign(z) * np.maximum(np.abs(z) - alpha / lip, 0.0)
             t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
             y = w_new + (t - 1) / t_new * (w_new - w)
             w, t = w_new, t_new
-    return w
+    return w.T
 
 
 def refit_readout(folded: DeployGraph, quantized: DeployGraph, x: np.ndarray,
