@@ -1,12 +1,15 @@
 """Export time, and the integer emulator's throughput against Lava and the machine's GEMM.
 
 Loads a model (default: the MNIST 784-1000-10 AHSAR MLP that benchmarks/mnist_deploy.py
-writes; if it is missing, one of the same shape trained here for --epochs), times
-`ahsar-export` (calibration included, imports excluded; target under 3 s), then runs the
-same N test samples through
+writes, else the one `ahsar train --data mnist --method ahsar --epochs 5` gives, which
+benchmarks/train_defaults.py writes; if both are missing, one of the same shape trained
+here for --epochs), times `ahsar-export` (calibration included, imports excluded, best of
+3 with no float run kept between them; target under 3 s), then runs the same N test
+samples through
 - the numpy reference emulator (emulator.run(..., device=None)),
-- the torch emulator on the CPU with 1 thread and with all of torch's threads, and on
-  every CUDA device torch sees,
+- the torch emulator on the CPU with 1 thread and with all of torch's threads (the neuron
+  update in lif_kernel's fused loop), again with the neuron update in torch's ops (what
+  other devices run), and on every CUDA device torch sees,
 - Lava's fixed-point simulation (first --lava-samples samples, process start included),
 checks that all spikes are identical and prints samples x time steps per second, and the
 same work counted as dense synaptic multiply-adds per second (sum over layers of
@@ -45,9 +48,10 @@ def _best_of(fn, repeat: int = 3) -> tuple[float, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    mnist = RESULTS / "mnist_mlp_ahsar_seed0.pt"
-    ap.add_argument("--model", default=str(mnist) if mnist.is_file() else None,
-                    help="checkpoint (default: the MNIST AHSAR MLP if built, else train one here)")
+    found = [p for p in (RESULTS / "mnist_mlp_ahsar_seed0.pt", RESULTS / "train_defaults_defaults.pt") if p.is_file()]
+    ap.add_argument("--model", default=str(found[0]) if found else None,
+                    help="checkpoint (default: the MNIST AHSAR MLP of mnist_deploy.py or train_defaults.py "
+                         "if built, else train one here)")
     ap.add_argument("--epochs", type=int, default=2, help="epochs when training the MNIST model here")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--lava-samples", type=int, default=200)
@@ -60,7 +64,11 @@ def main() -> None:
             checkpoint.save(train(data="mnist", method="ahsar", hidden=(1000,), steps=8, batch=128,
                                   epochs=a.epochs, lr_schedule="cosine", augment_shift=1, progress=False), model)
         out = Path(tmp) / "build"
-        t_export, _ = _best_of(lambda: build.export(model, "loihi", out, progress=False, force=True))
+        def export():   # as a fresh `ahsar-export` process would: no float run kept from the last one
+            emulator._FLOAT_RUNS.clear()
+            return build.export(model, "loihi", out, progress=False, force=True)
+
+        t_export, _ = _best_of(export)
         graph, _ = build.load(out)
         x, _ = build.eval_inputs(graph, None, a.samples)
         work = len(x) * graph.steps
@@ -78,6 +86,10 @@ def main() -> None:
         rows.append(("emulator, torch cpu, 1 thread", t1, s1, len(x)))
         tn, sn = _best_of(lambda: torch_emulator.run(graph, x))
         rows.append((f"emulator, torch cpu, {threads} threads", tn, sn, len(x)))
+        torch_emulator.FUSED = False      # the neuron update in torch's ops, as on other devices
+        tu, su = _best_of(lambda: torch_emulator.run(graph, x))
+        torch_emulator.FUSED = True
+        rows.append((f"emulator, torch cpu, {threads} threads, neuron update in torch ops", tu, su, len(x)))
         for i in range(torch.cuda.device_count()):
             tc, sc = _best_of(lambda: torch_emulator.run(graph, x, device=f"cuda:{i}"))
             rows.append((f"emulator, torch cuda:{i} ({torch.cuda.get_device_name(i)})", tc, sc, len(x)))
@@ -87,7 +99,8 @@ def main() -> None:
         rows.append(("Lava fixed_pt (incl. process start)", time.perf_counter() - t0, got, len(xl)))
     same = all(all(np.array_equal(g, r[:len(g)]) for g, r in zip(s, ref)) for _, _, s, _ in rows)
     sizes = "-".join(str(n) for n in [graph.n_inputs] + [l.n_out for l in graph.layers])
-    head = (f"network {sizes}{trained}, {len(x)} samples x {graph.steps} steps (Lava: {len(xl)}), "
+    source = Path(a.model).name if a.model else "trained here"
+    head = (f"network {sizes}{trained} ({source}), {len(x)} samples x {graph.steps} steps (Lava: {len(xl)}), "
             f"spikes identical on every backend: {'yes' if same else 'NO'}; ahsar-export {t_export:.2f} s "
             f"after imports, calibration included ({'under' if t_export < 3 else 'OVER'} the 3 s target); "
             f"float32 GEMM ({work} x {l0.n_in}) @ ({l0.n_in} x {l0.n_out}), {threads} threads: "
@@ -108,7 +121,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "emulator_vs_lava.md").write_text(text + "\n")
     (RESULTS / "emulator_vs_lava.json").write_text(json.dumps({
-        "network": sizes, "model": "given" if a.model else f"trained here, {a.epochs} epochs",
+        "network": sizes, "model": source if a.model else f"trained here, {a.epochs} epochs",
         "samples": len(x), "steps": graph.steps, "lava_samples": len(xl), "identical": same,
         "export_s": t_export, "gemm_macs_per_s": gemm, "threads": threads, "rows": table}, indent=2) + "\n")
 

@@ -13,7 +13,8 @@ and reports the wall time of `ahsar train` (start-up included), the float model'
 accuracy (from training), the emulator's accuracy on the whole test set (bit-exact with
 Lava) and the wall time of `ahsar-export`. Writes benchmarks/results/train_defaults.md and
 .json; checkpoints go to benchmarks/results/train_defaults_<name>.pt (git-ignored), and
---reuse skips training where one exists.
+--reuse skips training where one exists (its row keeps the training time of the run that
+trained it).
 
     python benchmarks/train_defaults.py [--only defaults|recipe] [--reuse]
 
@@ -48,18 +49,27 @@ def _run(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     return r, secs
 
 
-def one(name: str, targs: list[str], reuse: bool) -> dict:
+def one(name: str, targs: list[str], reuse: bool, before: dict | None) -> dict:
+    """Train (or, with reuse, load) one configuration, export it and run it; before: this
+    configuration's row from the last run, whose training time a reused checkpoint keeps
+    when it is the checkpoint that run trained (same sha256, or for rows written before
+    the sha256 was recorded, the same float test accuracy)."""
+    from ahsar_deploy import checkpoint
     model = OUT / f"train_defaults_{name}.pt"
     row = {"name": name, "command": "ahsar train " + shlex.join(targs), "seed": 0,
            "epochs": int(targs[targs.index("--epochs") + 1])}
     if reuse and model.is_file():
-        from ahsar_deploy import checkpoint
         ckpt = checkpoint.load(model)
-        row.update(train_s=None, float_test=float(ckpt["test_accuracy"]), reused=True)
+        sha, acc = checkpoint.sha256(model), float(ckpt["test_accuracy"])
+        same = before is not None and (before.get("model_sha256") == sha or
+                                       ("model_sha256" not in before and before.get("float_test") == acc))
+        row.update(train_s=before.get("train_s") if same else None, float_test=acc, reused=True,
+                   model_sha256=sha)
     else:
         print(f"{name}: ahsar train {shlex.join(targs)} ...", file=sys.stderr, flush=True)
         r, secs = _run([BIN / "ahsar", "train", *targs, "--seed", "0", "-o", model, "--json", "-q"])
-        row.update(train_s=secs, float_test=float(json.loads(r.stdout)["test_accuracy"]), reused=False)
+        row.update(train_s=secs, float_test=float(json.loads(r.stdout)["test_accuracy"]), reused=False,
+                   model_sha256=checkpoint.sha256(model))
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp) / "build"
         _, row["export_s"] = _run([BIN / "ahsar-export", model, "--target", "loihi", "-o", build, "--force", "-q"])
@@ -89,13 +99,16 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     done = OUT / "train_defaults.json"   # --only keeps the other configuration's row
     rows = {r["name"]: r for r in (json.loads(done.read_text())["rows"] if done.is_file() else [])}
-    rows.update({n: one(n, c, a.reuse) for n, c in CONFIGS.items() if a.only in (None, n)})
+    rows.update({n: one(n, c, a.reuse, rows.get(n)) for n, c in CONFIGS.items() if a.only in (None, n)})
     rows = [rows[n] for n in CONFIGS if n in rows]
     md = table(rows)
+    kept = "; reused checkpoints keep the training time of the run that trained them" \
+        if any(r.get("reused") for r in rows) else ""
     note = (f"\nSeed 0; `ahsar-export --target loihi`, then `ahsar run --backend emulator` on all "
             f"{rows[0]['test_samples']:,} test images. Wall times on a {os.cpu_count()}-core machine shared with "
             f"other jobs (1-minute load {max(r['load_1min'] for r in rows):.1f} at the end of a run); "
-            f"train s includes start-up.\n")
+            f"train s includes start-up{kept}; export s is the whole `ahsar-export` command, imports "
+            f"included.\n")
     (OUT / "train_defaults.md").write_text(md + note)
     done.write_text(json.dumps(
         {"cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
