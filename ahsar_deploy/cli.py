@@ -211,9 +211,7 @@ def cmd_inspect(a) -> dict:
         r = model.regulator
         lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
                      f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
-        shown = ",".join(filter(None, [None if r.config.control == "integral" else f"control={r.config.control}",
-                                       r.config.settings()]))
-        lines.append(f"  AHSAR settings: {shown or 'the defaults'}")
+        lines.append(f"  AHSAR settings: {r.config.summary() or 'the defaults'}")
     if hist:
         lines.append("  epoch  train loss  val loss  val acc %  rates per layer"
                      + ("  |  AHSAR h / scales / gain" if "gain" in hist[0] else ""))

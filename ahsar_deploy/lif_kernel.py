@@ -1,8 +1,9 @@
-"""Lava's fixed-point LIF neuron (emulator.layer_int's per-step update) as one fused loop,
-compiled by numba: the CPU path of torch_emulator.
+"""The emulators' neuron updates as fused loops compiled by numba: Lava's fixed-point LIF
+(emulator.layer_int's per-step update; lif_fixed, the CPU path of torch_emulator) and the
+float CUBA-LIF of emulator.layer_float (lif_float).
 
 The torch version of the update makes about ten passes over a block's float64 state per
-time step; this loop makes one, in int64, with the state of a sample in cache. It is spike
+time step; lif_fixed makes one, in int64, with the state of a sample in cache. It is spike
 for spike equal to emulator.layer_int (tests/test_torch_emulator.py) and counts the same
 events. The maths, per neuron and step t (lava/proc/lif/models.py
 AbstractPyLifModelFixed.subthr_dynamics, ../shared/HARDWARE.md section 1):
@@ -14,7 +15,7 @@ AbstractPyLifModelFixed.subthr_dynamics, ../shared/HARDWARE.md section 1):
     s   = v > vth;  v = 0 where s
 with m = 2**23 (24-bit state), keep = 4096 - decay. Sums stay far below 2**63.
 The first call compiles (a few seconds); the result is cached next to this file
-(numba cache=True) and `make install` compiles it once (warm()).
+(numba cache=True) and `make install` compiles both loops once (warm()).
 """
 from __future__ import annotations
 
@@ -127,15 +128,15 @@ def lif_fixed(acc: np.ndarray, g: int, w_exp: int, act_shift: int, rec: np.ndarr
     counts = np.zeros(2, np.int64)
     n = acc.shape[-1]
     _lif_fixed(acc, np.int64(g), np.int64(w_exp), np.int64(act_shift),
-           np.zeros((0, n), np.int64) if rec is None else rec,
-           np.zeros(0, np.int64) if bias is None else bias,
-           np.int64(keep_u), np.int64(keep_v), np.int64(m), np.int64(vth), out, counts)
+               np.zeros((0, n), np.int64) if rec is None else rec,
+               np.zeros(0, np.int64) if bias is None else bias,
+               np.int64(keep_u), np.int64(keep_v), np.int64(m), np.int64(vth), out, counts)
     return int(counts[0]), int(counts[1])
 
 
 def warm() -> None:
-    """Compile the kernel for the argument types torch_emulator passes (int32 and int64
-    sums), so the first export does not wait for it (`make install` runs this)."""
+    """Compile both loops for the argument types the emulators pass (int32 and int64 sums,
+    float64 currents), so the first export does not wait for numba (`make install` runs this)."""
     for dtype in (np.int32, np.int64):
         out = np.zeros((1, 2, 3), bool)
         lif_fixed(np.ones((1, 2, 3), dtype), 1, 0, 6, np.zeros((3, 3), np.int64), np.zeros(3, np.int64),

@@ -107,6 +107,14 @@ class AHSARConfig:
                 if k != "control" and v != base[k]]
         return ",".join(diff) or None
 
+    def summary(self) -> str | None:
+        """The whole `--ahsar-set` string that gives this config: settings(), led by
+        control=proportional when the control mode is not the default (integral); None for
+        the default config. parse(summary()) gives this config back (`ahsar inspect`, the
+        training log)."""
+        control = None if self.control == AHSARConfig.control else f"control={self.control}"
+        return ",".join(filter(None, [control, self.settings()])) or None
+
     def check(self) -> None:
         """ValueError, one line, unless the fields make a working rule: every number finite,
         0 < r_lo < r_hi, 0 <= mu < 1, 0 <= diffusion <= 1, control integral|proportional,

@@ -88,8 +88,8 @@ class Trial:
     def make(cls, args: dict, name: str | None = None) -> "Trial":
         """A trial from train() keyword arguments; those left out take train()'s defaults
         (``control`` and ``ahsar_set`` may replace ``ahsar``). DeployError for a name train() does not take."""
-        args = _complete(args)
-        defaults = _train_defaults()   # only what differs: a new train() option keeps old ids
+        defaults = _train_defaults()   # the id hashes only what differs: a new train() option keeps old ids
+        args = _complete(args, defaults)
         blob = json.dumps({k: v for k, v in args.items() if v != defaults[k]}, sort_keys=True,
                           separators=(",", ":"))
         tid = hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -129,8 +129,10 @@ def _train_defaults() -> dict:
     return out
 
 
-def _complete(args: dict) -> dict:
-    defaults = _train_defaults()
+def _complete(args: dict, defaults: dict | None = None) -> dict:
+    """args over train()'s defaults (_train_defaults(), or those given), the AHSAR config in
+    one spelling and list options as lists of int. DeployError for a name train() does not take."""
+    defaults = defaults or _train_defaults()
     args = dict(args)
     reg = args.pop("ahsar", None)   # the benchmarks may pass a config object
     if reg is not None:

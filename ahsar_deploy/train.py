@@ -38,9 +38,12 @@ def default_options(n_features: int, arch: str = "mlp") -> dict:
 
 
 def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int, encoding: str = "rate",
-             batch: int = 500) -> dict:
+             batch: int = 500, each=None) -> dict:
     """Loss, accuracy, per-layer mean rate and fraction of never-firing neurons of the
-    float model on a split (inputs encoded once, as every backend sees them)."""
+    float model on a split (inputs encoded once, as every backend sees them).
+    each: if given, called after every batch with the readout counts (B, C) and the
+    per-layer spikes [(B, T, n)] (float32 tensors), e.g. to keep them
+    (benchmarks/robustness.py)."""
     model.eval()
     losses, correct = 0.0, 0
     sums = [0.0] * len(model.layers)
@@ -52,6 +55,8 @@ def evaluate(model: SNN, x: np.ndarray, y: np.ndarray, steps: int, encoding: str
             xb = torch.from_numpy(enc[i:i + batch]).float()
             yb = torch.from_numpy(np.array(y[i:i + batch]))   # a copy: y may be a read-only memory map
             counts, spikes = model(xb)
+            if each is not None:
+                each(counts, spikes)
             losses += float(F.cross_entropy(counts, yb, reduction="sum"))
             correct += int((counts.argmax(1) == yb).sum())
             for l, s in enumerate(spikes):
@@ -153,8 +158,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
              arch, "-".join(map(str, model.sizes)), ds.name, len(y_tr), steps,
              "spikes as given" if ds.steps is not None else f"{encoding} coding", epochs, batch, lr,
              lr_schedule, seed, "" if model.regulator is None else
-             f", AHSAR {model.regulator.config.settings() or 'defaults'}"
-             + ("" if model.regulator.config.control == "integral" else ", proportional control"))
+             f", AHSAR {model.regulator.config.summary() or 'defaults'}")
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x_tr))

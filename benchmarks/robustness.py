@@ -131,29 +131,29 @@ def _hidden_stats(model, spikes, clean_spikes) -> list[dict]:
     return out
 
 
-def float_run(model, x: np.ndarray, steps: int, encoding: str, batch: int = 500):
-    """The float model on intensities x (N, F): readout counts (N, C) and hidden spikes
-    (N, T, n) bool per hidden layer; each hidden layer's membrane sums in layer.v_trace."""
+def float_run(model, x: np.ndarray, y: np.ndarray, steps: int, encoding: str):
+    """The float model on intensities x (N, F) with labels y (train.evaluate): readout
+    counts (N, C) and hidden spikes (N, T, n) bool per hidden layer; each hidden layer's
+    membrane sums in layer.v_trace."""
     import torch
-    from ahsar_deploy import data as datamod
-    model.eval()
+    from ahsar_deploy.train import evaluate
     hidden = model.layers[:-1]
     sums = [{"sum": 0.0, "near": 0.0, "n": 0} for _ in hidden]
     counts, spikes = [], [[] for _ in hidden]
+
+    def keep(c, sp):
+        counts.append(c.numpy())
+        for l, layer in enumerate(hidden):
+            spikes[l].append(sp[l].numpy().astype(bool))
+            v = torch.stack(layer.v_trace)
+            sums[l]["sum"] += float(v.double().sum())
+            sums[l]["near"] += float(((v - 1).abs() <= NEAR).sum())
+            sums[l]["n"] += v.numel()
+
     for layer in hidden:
         layer.keep_v = True
     try:
-        with torch.no_grad():
-            for i in range(0, len(x), batch):
-                xb = torch.from_numpy(datamod.encode(x[i:i + batch], steps, encoding)).float()
-                c, sp = model(xb)
-                counts.append(c.numpy())
-                for l, layer in enumerate(hidden):
-                    spikes[l].append(sp[l].numpy().astype(bool))
-                    v = torch.stack(layer.v_trace)
-                    sums[l]["sum"] += float(v.double().sum())
-                    sums[l]["near"] += float(((v - 1).abs() <= NEAR).sum())
-                    sums[l]["n"] += v.numel()
+        evaluate(model, x, y, steps, encoding, each=keep)
     finally:
         for layer, s in zip(hidden, sums):
             layer.keep_v = False
@@ -189,7 +189,7 @@ def assess(c: dict, ckpt_path: Path, n: int) -> dict:
         clean_spikes = None
         for kind, sev in [("clean", 0)] + [(k, s) for k in KINDS for s in SEVERITIES]:
             xc = x if sev == 0 else corrupt(x, kind, sev, ds.shape, seed=CORRUPTION_SEED)
-            counts, spikes = float_run(model, xc, steps, enc)
+            counts, spikes = float_run(model, xc, y, steps, enc)
             enc_x = datamod.encode(xc, steps, enc)
             dep = emulator.run(graph, enc_x, device="cpu")
             r = {"float": float(np.mean(counts.argmax(1) == y)),

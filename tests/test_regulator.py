@@ -159,3 +159,14 @@ def test_proportional_scale_keeps_the_scale_bounds():
     reg = AHSAR(1, AHSARConfig(control="proportional", s_min=1.0))
     reg.observe([0.0])                                      # too quiet: would lower the threshold
     assert float(reg.log_s[0]) == 0.0
+
+
+def test_summary_is_the_whole_ahsar_set_string():
+    """summary(): None for the defaults, the control mode first when it is not integral,
+    then settings(); parse(summary()) gives the config back."""
+    assert AHSARConfig().summary() is None
+    assert AHSARConfig(control="proportional").summary() == "control=proportional"
+    cfg = AHSARConfig(control="proportional", k=2.0, r_lo=0.02)
+    assert cfg.summary() == "control=proportional,r_lo=0.02,k=2"
+    assert AHSARConfig.parse(cfg.summary()) == cfg
+    assert AHSARConfig(energy=0.5).summary() == "energy=0.5"

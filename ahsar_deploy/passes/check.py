@@ -44,8 +44,8 @@ def check(graph: DeployGraph, target: LoihiTarget) -> DeployGraph:
              f"weights in [{w.min()}, {w.max()}], limit [{target.weight_min}, {target.weight_max}]"),
             ("weight grid", np.all(w % target.weight_step == 0), f"weights must be multiples of {target.weight_step}"),
             ("inhibitory weights", all(target.netx_inhibitory_ok(w, m) for m in _matrices(l)),
-             f"an all-negative weight matrix whose most negative weight reaches -256 after netx's shift, "
-             f"which Lava clips to -255 (recalibrate, or give the matrix one positive weight)"),
+             "an all-negative weight matrix whose most negative weight reaches -256 after netx's shift, "
+             "which Lava clips to -255 (recalibrate, or give the matrix one positive weight)"),
             ("bias range", np.array_equal(b, np.round(b)) and b.min() >= -target.bias_max - 1
              and b.max() <= target.bias_max,
              f"biases in [{b.min()}, {b.max()}], limit integers in [{-target.bias_max - 1}, {target.bias_max}]"),

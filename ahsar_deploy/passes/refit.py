@@ -50,10 +50,10 @@ def lasso_fista(phi: np.ndarray, target: np.ndarray, alpha: float, iterations: i
     lip = _largest_eigenvalue(g) if h else 0.0
     if lip <= 0:
         return np.zeros((h, target.shape[1]))
-    # (H, H) @ (H, C) with C ~ 10 is memory-bound: one BLAS thread is as fast on an idle
-    # machine and 3x faster when other jobs hold the cores (threads wait on each other)
     # The iterates are kept transposed, (C, H): g is symmetric, so g @ y = (y.T @ g).T, and
-    # the (C, H) @ (H, H) product streams g once in the order it is stored (1.1 ms, not 1.7)
+    # the (C, H) @ (H, H) product streams g once in the order it is stored (1.1 ms, not 1.7,
+    # H = 1000). With C ~ 10 it is memory-bound: one BLAS thread is as fast on an idle
+    # machine and 3x faster when other jobs hold the cores (threads wait on each other)
     with threadpool_limits(1):
         w = np.linalg.solve(g + 1e-9 * lip * np.eye(h), b).T        # ridge warm start
         y, t, bt = w.copy(), 1.0, np.ascontiguousarray(b.T)
