@@ -202,8 +202,10 @@ class AHSAR(nn.Module):
         if another_epoch_follows:
             if math.isinf(best):
                 progress = 1.0
-            else:
-                progress = min(max((best - val_loss) / (0.01 * best), 0.0), 1.0)
+            elif best == 0:   # (a user's loss through regulate.py may reach 0): any drop is progress
+                progress = 1.0 if val_loss < 0 else 0.0
+            else:             # |L_best|: a loss that may be negative still counts a drop as progress
+                progress = min(max((best - val_loss) / (0.01 * abs(best)), 0.0), 1.0)
             step = c.eta_g * (1 - progress) * math.tanh((val_rate - c.setpoint) / c.half_width)
             self.log_g.copy_(torch.clamp(self.log_g + step, math.log(c.g_min), math.log(c.g_max)))
         self.best_val_loss.fill_(min(best, val_loss))

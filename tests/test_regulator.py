@@ -170,3 +170,16 @@ def test_summary_is_the_whole_ahsar_set_string():
     assert cfg.summary() == "control=proportional,r_lo=0.02,k=2"
     assert AHSARConfig.parse(cfg.summary()) == cfg
     assert AHSARConfig(energy=0.5).summary() == "energy=0.5"
+
+
+def test_global_gain_progress_with_zero_and_negative_best_loss():
+    """pi = clip((L_best - L_val) / (0.01 |L_best|), 0, 1): a best loss of 0 (no division by
+    zero: only a drop below 0 is progress) and a negative one (a user's loss through
+    regulate.py) keep pi's meaning, a drop is progress and a rise is a stall."""
+    step = 0.05 * math.tanh(2.0)                              # eta_g * tanh((0.35 - 0.15) / 0.1)
+    for first, then, moved in ((0.0, 0.0, step), (0.0, -1.0, 0.0), (-2.0, -2.1, 0.0), (-2.0, -1.0, step),
+                               (-2.0, -2.01, 0.5 * step)):
+        reg = AHSAR(1)
+        reg.end_epoch(val_rate=0.35, val_loss=first, another_epoch_follows=True)   # first epoch: pi = 1
+        reg.end_epoch(val_rate=0.35, val_loss=then, another_epoch_follows=True)
+        assert float(reg.log_g) == pytest.approx(moved, abs=1e-12), (first, then)
