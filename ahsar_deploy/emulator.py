@@ -82,9 +82,14 @@ def _float_key(layer: Layer, x: np.ndarray) -> bytes:
     """A digest of everything layer_float's result depends on: the layer's parameters and x."""
     h = hashlib.sha1(usedforsecurity=False)      # a cache key, not a seal: the fastest hash here
     h.update(repr((layer.kind, layer.i_decay, layer.v_decay, layer.in_shape, layer.stride, layer.padding,
-                   np.shape(x), np.asarray(x).dtype.str)).encode())
+                   layer.reset, layer.max_events)).encode())
     for a in (layer.weight, layer.threshold, layer.recurrent, layer.bias, x):
-        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+        if a is None:
+            h.update(b"-")
+            continue
+        a = np.ascontiguousarray(a)               # the same bytes in another shape or dtype differ
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
     return h.digest()
 
 
@@ -96,6 +101,7 @@ def layer_float(layer: Layer, x: np.ndarray, ranges: dict | None = None) -> np.n
     An export runs the same float layer on the same calibration inputs in calibrate,
     fidelity and refit: the last few results are kept, keyed by a digest of the layer's
     parameters and x (_float_key), and a repeated call returns a copy of the kept one."""
+    _zero_reset(layer)
     key = _float_key(layer, x)
     if key in _FLOAT_RUNS:
         out, seen = _FLOAT_RUNS[key]

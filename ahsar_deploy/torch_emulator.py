@@ -38,6 +38,7 @@ from .errors import BackendError
 from .ir import DeployGraph, Layer
 
 BLOCK_ELEMENTS = 1 << 16     # samples per block: about this many neuron states of the widest layer (in cache)
+EXP_LIMIT = 32               # |weight_exp| the int64 / float64 maths shift exactly (Lava takes any)
 FUSED = True                 # on the CPU, the neuron update runs in lif_kernel's fused loop (numba); False:
                              # torch's ops, as on other devices (tests run both)
 
@@ -197,14 +198,24 @@ def run(graph: DeployGraph, spikes: np.ndarray, device="cpu", target: LoihiTarge
     Returns per-layer spikes [(N, T, n_out) bool numpy], identical to emulator.run(graph,
     spikes, integer=True, device=None). events: a dict to which the neuron-steps where u
     wrapped ("u_wrap") and v saturated ("v_saturate") in any layer are added.
-    Raises ValueError for a graph that is not quantized or a reset other than Loihi's,
-    BackendError for a device torch cannot use."""
+    Raises ValueError for a graph that is not quantized, a reset other than Loihi's, a conv
+    layer with a weight exponent, |weight_exp| > EXP_LIMIT or |vth| >= 2**40 (not exact in
+    int64 after the shifts; far outside any chip's grid) or a block that is not a positive
+    integer; BackendError for a device torch cannot use."""
     import torch
     if not graph.quantized:
         raise ValueError("the torch emulator runs quantized builds; use emulator.run(graph, x, integer=False) "
                          "for the float model")
     for layer in graph.layers:
         _zero_reset(layer)
+        if layer.kind == "conv" and layer.weight_exp != 0:
+            raise ValueError(f"{layer.name}: Lava's conv ignores weight_exp; it must be 0")
+        if not -EXP_LIMIT <= layer.weight_exp <= EXP_LIMIT or abs(int(layer.vth)) >= 2 ** 40:
+            raise ValueError(f"{layer.name}: weight_exp {layer.weight_exp}, vth {layer.vth}: beyond what the "
+                             f"integer emulator computes exactly (|weight_exp| <= {EXP_LIMIT}, |vth| < 2**40); "
+                             f"a {target.name} build has weight_exp 0 and vth <= {target.vth_max}")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1):
+        raise ValueError(f"block={block!r}: samples per block must be a positive integer")
     dev = _device(device)
     if events is not None:
         events.setdefault("u_wrap", 0)

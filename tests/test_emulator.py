@@ -79,3 +79,27 @@ def test_float_layer_bitwise_equal_to_numpy_loop():
         assert ranges == peaks, seed
         spikes += int(want.sum())
     assert spikes > 10_000                      # the layers do fire
+
+
+def test_float_cache_tells_layers_apart_by_shape_dtype_and_reset():
+    """layer_float keeps its last results by a digest of the layer and x: the same weight
+    bytes in another shape (1x2 and 2x1 kernels) or dtype are other layers, and a layer
+    with another reset is refused even after the zero-reset one ran."""
+    import pytest
+
+    from ahsar_deploy import emulator
+    rng = np.random.default_rng(3)
+    k = np.array([1.0, -1.0, 0.7, 0.2])
+    x = rng.random((2, 4, 20)) < 0.6
+    c1 = Layer(name="c", weight=k.reshape(2, 1, 1, 2), threshold=np.full(2, 0.3), kind="conv", in_shape=(1, 4, 5),
+               i_decay=1024, v_decay=512)
+    c2 = c1.with_(weight=k.reshape(2, 1, 2, 1))
+    assert emulator.layer_float(c1, x).shape == (2, 4, c1.n_out)
+    assert emulator.layer_float(c2, x).shape == (2, 4, c2.n_out) and c1.n_out != c2.n_out
+    d1 = Layer(name="d", weight=np.arange(6, dtype=np.int64).reshape(2, 3), threshold=np.full(2, 0.5),
+               i_decay=0, v_decay=0)
+    d2 = d1.with_(weight=d1.weight.view(np.float64))          # the same bytes, tiny floats
+    xd = np.ones((1, 3, 3), dtype=bool)
+    assert emulator.layer_float(d1, xd).any() and not emulator.layer_float(d2, xd).any()
+    with pytest.raises(ValueError, match="reset 'subtract'"):
+        emulator.layer_float(d1.with_(reset="subtract", max_events=31), xd)

@@ -134,3 +134,25 @@ def test_cli_device(small_build, cli_inproc, tmp_path):
     for device in ("tpu9", "meta"):
         code, _, err = cli_inproc("energy", small_build, "--samples", "4", "--device", device)
         assert code == 1 and f"--device {device}: torch cannot use it here" in err, err
+
+
+def test_refuses_what_it_cannot_compute_exactly():
+    """A conv layer with a weight exponent (Lava's conv ignores it: numpy's emulator refuses
+    it too), exponents and thresholds beyond int64's exact shifts, and blocks that are not
+    positive integers: one ValueError each, never spikes from unset memory."""
+    dense = Layer(name="d", weight=np.full((5, 10), 254), threshold=np.ones(5), vth=1, i_decay=4096, v_decay=4096)
+    x = np.ones((3, 4, 10), dtype=bool)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="block"):
+            torch_emulator.run(_graph(dense, steps=4), x, block=bad)
+    for layer, why in ((dense.with_(weight_exp=-64), "weight_exp -64"), (dense.with_(weight_exp=40), "weight_exp 40"),
+                       (dense.with_(vth=2 ** 57), "vth")):
+        with pytest.raises(ValueError, match=why):
+            torch_emulator.run(_graph(layer, steps=4), x)
+    conv = Layer(name="c", weight=np.full((2, 1, 1, 2), 2), threshold=np.ones(2), vth=1, i_decay=1024, v_decay=512,
+                 kind="conv", in_shape=(1, 4, 5), weight_exp=1)
+    for run in (lambda g, s: emulator.run(g, s, integer=True, device=None), torch_emulator.run):
+        with pytest.raises(ValueError, match="conv ignores weight_exp"):
+            run(_graph(conv, steps=4), np.ones((2, 4, 20), dtype=bool))
+    np.testing.assert_array_equal(torch_emulator.run(_graph(dense, steps=4), x, block=1)[0],
+                                  emulator.run(_graph(dense, steps=4), x, integer=True, device=None)[0])
