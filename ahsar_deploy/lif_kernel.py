@@ -103,7 +103,9 @@ def lif_float(cur: np.ndarray, du: float, dv: float, th: np.ndarray, bias: np.nd
               out: np.ndarray) -> tuple[float, float]:
     """The float CUBA-LIF update of emulator.layer_float (snn.py's neuron in float64) over a
     block of samples, in place, with the same operations in the same order (no fused
-    multiply-add), so the spikes are bitwise numpy's (tests/test_emulator.py).
+    multiply-add), so the spikes are bitwise numpy's (tests/test_emulator.py). For finite
+    values: with a NaN the peaks differ from the numpy loop's (which skips such a step);
+    the importers refuse non-finite weights and inputs before any run.
 
     cur: (B, T, n) float64 synaptic input W x; du, dv: the decay factors 1 - decay / 4096;
     th: (n,) float64 thresholds; bias: (n,) float64 or None; out: (B, T, n) bool, written.
