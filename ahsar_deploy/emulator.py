@@ -136,7 +136,7 @@ def _layer_float(layer: Layer, x: np.ndarray, ranges: dict) -> np.ndarray:
         ranges["u"] = max(ranges.get("u", 0.0), pu)
         ranges["v"] = max(ranges.get("v", 0.0), pv)
         return out
-    u = np.zeros(cur[:, 0].shape)
+    u = np.zeros((cur.shape[0], cur.shape[2]))
     v = np.zeros_like(u)
     out = np.zeros(cur.shape, dtype=bool)
     s = np.zeros(u.shape, dtype=bool)
@@ -167,7 +167,7 @@ def synaptic_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI) -> np
         w = np.asarray(layer.weight)
         # float32 is exact (and several times faster) for binary spikes when every partial
         # sum is an integer below 2**24, as Lava's own conv assumes (passes/check.py)
-        exact32 = (np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max() < 2 ** 24
+        exact32 = (np.abs(w).sum(axis=tuple(range(1, w.ndim))).max(initial=0) < 2 ** 24
                    and np.array_equal(w, np.rint(w)) and np.isin(x, (0, 1)).all())
         a = np.rint(layer.synaptic_input(x, np.float32 if exact32 else np.float64)).astype(np.int64)
         return (a + m) % (2 * m) - m                     # signed 24-bit wrap (signed_clamp)
@@ -202,7 +202,7 @@ def layer_int(layer: Layer, x: np.ndarray, target: LoihiTarget = LOIHI,
     # float64 products of 0/1 spikes and integer weights are exact (sums << 2**53)
     rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
     bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.int64) << target.bias_exp
-    u = np.zeros(a[:, 0].shape, dtype=np.int64)
+    u = np.zeros((a.shape[0], a.shape[2]), dtype=np.int64)
     v = np.zeros_like(u)
     out = np.zeros(a.shape, dtype=bool)
     s = np.zeros(u.shape, dtype=bool)

@@ -147,13 +147,13 @@ class Layer:
         w = np.asarray(self.weight, dtype=dtype)
         if self.kind != "conv":   # one 2-D GEMM (numpy would run N small ones on 3-D x)
             n, t, f = x.shape
-            return (x.reshape(n * t, f) @ w.T).reshape(n, t, -1)
+            return (x.reshape(n * t, f) @ w.T).reshape(n, t, w.shape[0])   # sizes, not -1: N or T may be 0
         import torch
         n, t = x.shape[:2]
         xi = torch.from_numpy(np.ascontiguousarray(x).reshape(n * t, *self.in_shape))
         y = torch.nn.functional.conv2d(xi, torch.from_numpy(w), stride=tuple(self.stride),
                                        padding=tuple(self.padding))
-        return y.numpy().reshape(n, t, -1)
+        return y.numpy().reshape(n, t, self.n_out)
 
     @property
     def quantized(self) -> bool:

@@ -67,7 +67,7 @@ class _Synapses:
         if not np.array_equal(w, np.rint(w)):
             raise ValueError(f"{layer.name}: weights are not integers; the integer emulator runs quantized builds")
         w = w.astype(np.int64)
-        reach = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))   # max summed |w| per neuron
+        reach = int(np.abs(w).sum(axis=tuple(range(1, w.ndim))).max(initial=0))   # max summed |w| per neuron
         self.int8 = (layer.kind == "dense" and binary and dev.type == "cpu"
                      and np.abs(w).max(initial=0) < 2 ** 14 and reach < 2 ** 31)
         if self.int8:
@@ -94,17 +94,17 @@ class _Synapses:
         b, t = x.shape[:2]
         layer = self.layer
         if self.int8:
-            xi = x.reshape(b * t, -1)
+            xi = x.reshape(b * t, x.shape[2])
             a = torch._int_mm(xi, self.lo)
             if not self.single:
                 a.add_(torch._int_mm(xi, self.hi), alpha=128)
-            return a.reshape(b, t, -1), self.g
+            return a.reshape(b, t, layer.n_out), self.g
         if layer.kind == "conv":
             xi = x.reshape(b * t, *layer.in_shape).to(self.dtype)
             a = torch.nn.functional.conv2d(xi, self.w, stride=layer.stride, padding=layer.padding)
             m = 2 ** 23
-            return a.reshape(b, t, -1).to(torch.float64).add_(m).remainder_(2 * m).sub_(m), 1
-        return (x.reshape(b * t, -1).to(self.dtype) @ self.w).reshape(b, t, -1), 1
+            return a.reshape(b, t, layer.n_out).to(torch.float64).add_(m).remainder_(2 * m).sub_(m), 1
+        return (x.reshape(b * t, x.shape[2]).to(self.dtype) @ self.w).reshape(b, t, layer.n_out), 1
 
     def __call__(self, x, shift: int):
         """x as for sums -> integer input (B, T, n_out) float64: Dense a_out << weight_exp
@@ -145,7 +145,7 @@ def _layer(layer: Layer, syn: _Synapses, rec, bias, x, target: LoihiTarget, even
     cv = (target.decay_unity - layer.v_decay) / target.decay_unity
     vth = float(int(layer.vth) << target.vth_shift)
     # |u| never exceeds the summed |input| so far: below m for the whole sample means no wrap
-    lo, hi = torch.aminmax(a)
+    lo, hi = torch.aminmax(a) if a.numel() else (torch.zeros(()), torch.zeros(()))   # T or n may be 0
     wraps = rec is not None or (steps * max(-float(lo), float(hi)) >= m and bool((a.abs().sum(dim=1) >= m).any()))
     u = torch.zeros(b, n, dtype=torch.float64, device=a.device)
     v = torch.zeros_like(u)

@@ -156,3 +156,21 @@ def test_refuses_what_it_cannot_compute_exactly():
             run(_graph(conv, steps=4), np.ones((2, 4, 20), dtype=bool))
     np.testing.assert_array_equal(torch_emulator.run(_graph(dense, steps=4), x, block=1)[0],
                                   emulator.run(_graph(dense, steps=4), x, integer=True, device=None)[0])
+
+
+def test_empty_runs_agree_with_numpy():
+    """No samples, no time steps, a layer without neurons: empty spikes of the right shape
+    from both emulators (float and integer), with a recurrent, biased layer in the graph."""
+    rng = np.random.default_rng(0)
+    l0 = Layer(name="a", weight=2 * rng.integers(-128, 128, (6, 10)), threshold=np.ones(6), vth=50,
+               i_decay=1024, v_decay=512)
+    l1 = Layer(name="b", weight=2 * rng.integers(-128, 128, (3, 6)), threshold=np.ones(3), vth=20, i_decay=1024,
+               v_decay=512, recurrent=2 * rng.integers(-20, 20, (3, 3)), bias=rng.integers(-5, 5, 3))
+    for shape in ((0, 4, 10), (3, 0, 10)):
+        x = rng.random(shape) < 0.5
+        graph = _graph(l0, l1, steps=shape[1])
+        got = _same(graph, x)
+        assert [g.shape for g in got] == [shape[:2] + (6,), shape[:2] + (3,)]
+        assert [f.shape for f in emulator.run(emulator.float_view(graph), x, integer=False)] == [g.shape for g in got]
+    none = Layer(name="z", weight=np.zeros((0, 10)), threshold=np.ones(0), vth=5, i_decay=1, v_decay=1)
+    assert _same(_graph(none, steps=3), rng.random((2, 3, 10)) < 0.5)[0].shape == (2, 3, 0)
