@@ -1,6 +1,9 @@
-"""The integer model on hand-computed cases (Lava's fixed-point LIF equations)."""
+"""The integer model on hand-computed cases (Lava's fixed-point LIF equations); the float
+layer's fused loop against the numpy loop, and its cache of results."""
 import numpy as np
+import pytest
 
+from ahsar_deploy import emulator
 from ahsar_deploy.emulator import layer_int
 from ahsar_deploy.ir import Layer
 
@@ -61,7 +64,6 @@ def test_float_layer_bitwise_equal_to_numpy_loop():
     """The float layer's fused loop does numpy's operations in numpy's order (no fused
     multiply-add): spikes equal and the recorded peaks equal to the last bit, on random
     layers with and without bias, shared and per-neuron thresholds, any decays."""
-    from ahsar_deploy import emulator
     spikes = 0
     for seed in range(24):
         rng = np.random.default_rng(seed)
@@ -85,9 +87,6 @@ def test_float_cache_tells_layers_apart_by_shape_dtype_and_reset():
     """layer_float keeps its last results by a digest of the layer and x: the same weight
     bytes in another shape (1x2 and 2x1 kernels) or dtype are other layers, and a layer
     with another reset is refused even after the zero-reset one ran."""
-    import pytest
-
-    from ahsar_deploy import emulator
     rng = np.random.default_rng(3)
     k = np.array([1.0, -1.0, 0.7, 0.2])
     x = rng.random((2, 4, 20)) < 0.6
