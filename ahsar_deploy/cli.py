@@ -65,7 +65,8 @@ def cmd_export(a) -> dict:
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
                dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict,
                encoding=a.encoding)
-    log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s", a.output, m["target"],
+    log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s, loading torch and the passes included",
+             a.output, m["target"],
              len(m["layers"]), m["cores"], time.perf_counter() - t0)
     return {"build": str(a.output), **m}
 

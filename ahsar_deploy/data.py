@@ -112,17 +112,54 @@ def cache_images(name: str, folder: Path) -> dict[str, np.ndarray]:
     temporary folder, then renamed, so a half-written cache is never read; never unpickled.
     `make install` builds it (python -m ahsar_deploy.data). Raises DatasetError when the
     data set is not installed."""
-    stamp = _source_stamp(name, folder)
+    return _cached(name, folder, _source_stamp(name, folder), lambda: _parse_images(name, folder))
+
+
+def _digits_file() -> Path:
+    """scikit-learn's digits file (sklearn/datasets/data/digits.csv.gz), found without
+    importing scikit-learn (1.6 s here)."""
+    import importlib.util
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("digits: scikit-learn is not installed (it ships the data set): pip install scikit-learn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
+def cache_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's digits (1797 8x8 images, values 0..16, load_digits) as float64
+    intensities x / 16 in [0, 1] and int64 labels, split 70/10/20 as _split() says, kept as
+    cache_images keeps MNIST (CACHE_DIR/digits-<digest of the file's path>/, memory-mapped,
+    rebuilt when the file's size or time changes): a command then needs neither
+    scikit-learn's import nor its split. The arrays equal what load_digits and _split give
+    (tests/test_data.py). `make install` builds it."""
+    src = _digits_file()
+    if not src.is_file():
+        raise DatasetError(f"digits: {src} is missing; reinstall scikit-learn")
+    st = src.stat()
+
+    def parse() -> dict[str, np.ndarray]:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        tr, val, te = _split(d.data.astype(np.float64) / 16.0, d.target.astype(np.int64))
+        return {"train_x": tr.x, "train_y": tr.y, "val_x": val.x, "val_y": val.y, "test_x": te.x, "test_y": te.y}
+
+    return _cached("digits", src, {"version": _CACHE_VERSION, src.name: [st.st_size, st.st_mtime_ns]}, parse)
+
+
+def _cached(name: str, source: Path, stamp: dict, parse) -> dict[str, np.ndarray]:
+    """The arrays parse() gives, from CACHE_DIR/<name>-<digest of source's path>/ while its
+    stamp.json equals `stamp`, else parsed and written there (a read-only data folder:
+    parsed each time); opened memory-mapped, read-only, never unpickled."""
     import hashlib
-    where = CACHE_DIR / f"{name}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]}"
+    import json
+    where = CACHE_DIR / f"{name}-{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:10]}"
     keys = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
     try:
-        import json
         if json.loads((where / "stamp.json").read_text()) == stamp:
             return {k: np.load(where / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in keys}
     except (OSError, ValueError):
         pass                                   # missing, stale or damaged: parse again
-    arrays = _parse_images(name, folder)
+    arrays = parse()
     try:
         _write_cache(where, arrays, stamp)
     except OSError:                            # read-only data folder: parsed each time
@@ -415,14 +452,10 @@ def load(name: "str | Path | Dataset") -> Dataset:
     name = str(name)
     if name in SEQUENTIAL:
         return sequential(load(SEQUENTIAL[name]), name)
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()  # ships with scikit-learn: 1797 8x8 images, values 0..16
-        x = d.data.astype(np.float64) / 16.0
-        y = d.target.astype(np.int64)
-        tr, val, te = _split(x, y)
-        return Dataset("digits", 64, 10, tr, val, te, shape=(1, 8, 8))
+    if name == "digits":   # ships with scikit-learn: 1797 8x8 images, values 0..16 (cache_digits)
+        c = cache_digits()
+        sp = {part: Split(c[f"{part}_x"], c[f"{part}_y"]) for part in ("train", "val", "test")}
+        return Dataset("digits", 64, 10, sp["train"], sp["val"], sp["test"], shape=(1, 8, 8))
     if name == "mnist":
         return _images(name, MNIST_DIR)
     if name == "fmnist":
@@ -499,9 +532,10 @@ def encode(x: np.ndarray, steps: int, kind: str = "rate", seed: int = 0) -> np.n
 
 
 if __name__ == "__main__":   # `make install`: build the memory-mapped caches of the installed image sets
-    for _name, _folder in (("mnist", MNIST_DIR), ("fmnist", FMNIST_DIR)):
+    for _name, _build in (("digits", cache_digits), ("mnist", lambda: cache_images("mnist", MNIST_DIR)),
+                          ("fmnist", lambda: cache_images("fmnist", FMNIST_DIR))):
         try:
-            _c = cache_images(_name, _folder)
+            _c = _build()
             print(f"== {_name}: memory-mapped cache in {CACHE_DIR} ({len(_c['train_y'])} train, {len(_c['val_y'])} val, "
                   f"{len(_c['test_y'])} test)")
         except DatasetError as _e:

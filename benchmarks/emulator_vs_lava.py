@@ -99,8 +99,8 @@ def main() -> None:
         rows.append(("Lava fixed_pt (incl. process start)", time.perf_counter() - t0, got, len(xl)))
     same = all(all(np.array_equal(g, r[:len(g)]) for g, r in zip(s, ref)) for _, _, s, _ in rows)
     sizes = "-".join(str(n) for n in [graph.n_inputs] + [l.n_out for l in graph.layers])
-    source = Path(a.model).name if a.model else "trained here"
-    head = (f"network {sizes}{trained} ({source}), {len(x)} samples x {graph.steps} steps (Lava: {len(xl)}), "
+    source = f" ({Path(a.model).name})" if a.model else ""
+    head = (f"network {sizes}{trained}{source}, {len(x)} samples x {graph.steps} steps (Lava: {len(xl)}), "
             f"spikes identical on every backend: {'yes' if same else 'NO'}; ahsar-export {t_export:.2f} s "
             f"after imports, calibration included ({'under' if t_export < 3 else 'OVER'} the 3 s target); "
             f"float32 GEMM ({work} x {l0.n_in}) @ ({l0.n_in} x {l0.n_out}), {threads} threads: "
@@ -121,7 +121,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "emulator_vs_lava.md").write_text(text + "\n")
     (RESULTS / "emulator_vs_lava.json").write_text(json.dumps({
-        "network": sizes, "model": source if a.model else f"trained here, {a.epochs} epochs",
+        "network": sizes, "model": Path(a.model).name if a.model else f"trained here, {a.epochs} epochs",
         "samples": len(x), "steps": graph.steps, "lava_samples": len(xl), "identical": same,
         "export_s": t_export, "gemm_macs_per_s": gemm, "threads": threads, "rows": table}, indent=2) + "\n")
 

@@ -69,6 +69,34 @@ def test_image_cache_is_memory_mapped_and_follows_its_source(tmp_path, monkeypat
     np.testing.assert_array_equal(data.load("fmnist").test.x * 255, te2.reshape(5, 784))
 
 
+def test_digits_cache_equals_scikit_learn_and_needs_no_import(tmp_path, monkeypatch):
+    """digits comes from a memory-mapped cache equal, array for array, to load_digits()
+    split by _split; a fresh process reading the cache does not import scikit-learn; a
+    damaged cache is built again."""
+    import os
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    d = load_digits()
+    want = data._split(d.data.astype(np.float64) / 16.0, d.target.astype(np.int64))
+    for ds in (data.load("digits"), data.load("digits")):    # built, then read back
+        for got, exp in zip((ds.train, ds.val, ds.test), want):
+            np.testing.assert_array_equal(got.x, exp.x)
+            np.testing.assert_array_equal(got.y, exp.y)
+            assert got.x.dtype == np.float64 and got.y.dtype == np.int64
+    assert isinstance(ds.train.x, np.memmap) and ds.shape == (1, 8, 8) and len(ds.test.y) == 360
+    (folder,) = (tmp_path / "cache").iterdir()
+    (folder / "val_y.npy").write_bytes(b"damaged")
+    np.testing.assert_array_equal(data.load("digits").val.y, want[1].y)
+    code = ("import sys; from ahsar_deploy import data; ds = data.load('digits'); "
+            "print(len(ds.train.y), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "AHSAR_DATA": str(tmp_path)})
+    assert out.stdout.split() == ["1257", "False"], out.stderr
+
+
 def test_missing_and_truncated_datasets_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(data, "FMNIST_DIR", tmp_path)
