@@ -65,9 +65,9 @@ def cmd_export(a) -> dict:
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
                dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict,
                encoding=a.encoding)
-    log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s, loading torch and the passes included",
-             a.output, m["target"],
-             len(m["layers"]), m["cores"], time.perf_counter() - t0)
+    log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s, with what loads on first use (the "
+             "compiled loops, the data set, the passes)", a.output, m["target"], len(m["layers"]), m["cores"],
+             time.perf_counter() - t0)
     return {"build": str(a.output), **m}
 
 
@@ -208,11 +208,11 @@ def cmd_inspect(a) -> dict:
     for l, th in enumerate(model.thresholds()):
         lines.append(f"  layer{l}: threshold {float(th.mean()):.4f}"
                      + (f"  test rate {rates[l]:.3f}" if l < len(rates) else ""))
-    if model.regulator is not None:
-        r = model.regulator
-        lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in r.scales()]}, "
-                     f"gain {float(r.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in r.h]}")
-        lines.append(f"  AHSAR settings: {r.config.summary() or 'the defaults'}")
+    reg = model.regulator
+    if reg is not None:
+        lines.append(f"  AHSAR: scales {[round(float(s), 4) for s in reg.scales()]}, "
+                     f"gain {float(reg.log_g.exp()):.4f}, state h {[round(float(h), 4) for h in reg.h]}")
+        lines.append(f"  AHSAR settings: {reg.config.summary() or 'the defaults'}")
     if hist:
         lines.append("  epoch  train loss  val loss  val acc %  rates per layer"
                      + ("  |  AHSAR h / scales / gain" if "gain" in hist[0] else ""))
@@ -224,7 +224,6 @@ def cmd_inspect(a) -> dict:
                      + " ".join(f"{x:.3f}" for x in e["scales"]) + f" / {e['gain']:.3f}")
         lines.append(line)
     print("\n".join(lines), file=sys.stderr if a.json else sys.stdout)
-    reg = model.regulator
     return {"path": str(p), "method": model.method, "sizes": model.sizes,
             "thresholds": [float(t.mean()) for t in model.thresholds()],
             "test_accuracy": ckpt.get("test_accuracy"), "history": hist,

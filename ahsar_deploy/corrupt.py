@@ -251,4 +251,3 @@ def _rotate_by(x4, degrees: float) -> np.ndarray:
     out = ndimage.rotate(np.asarray(x4, dtype=np.float32), degrees, axes=(-1, -2), reshape=False, order=1,
                          mode="grid-constant", cval=0.0)
     return out.astype(np.float32, copy=False)
-

@@ -69,9 +69,13 @@ def _idx(path: Path, name: str) -> np.ndarray:
 def _images(name: str, folder: Path) -> Dataset:
     """60k train (last 5k held out for validation, fixed permutation) and the 10k test set,
     from the memory-mapped cache (cache_images) when it is current, else parsed and cached."""
-    cached = cache_images(name, folder)
+    return _from_cache(name, cache_images(name, folder), (1, 28, 28))
+
+
+def _from_cache(name: str, cached: dict[str, np.ndarray], shape: tuple[int, int, int]) -> Dataset:
+    """A 10-class image Dataset of `shape` from a cache's train_/val_/test_ x and y arrays."""
     sp = {part: Split(cached[f"{part}_x"], cached[f"{part}_y"]) for part in ("train", "val", "test")}
-    return Dataset(name, 784, 10, sp["train"], sp["val"], sp["test"], shape=(1, 28, 28))
+    return Dataset(name, int(np.prod(shape)), 10, sp["train"], sp["val"], sp["test"], shape=shape)
 
 
 def _parse_images(name: str, folder: Path) -> dict[str, np.ndarray]:
@@ -453,9 +457,7 @@ def load(name: "str | Path | Dataset") -> Dataset:
     if name in SEQUENTIAL:
         return sequential(load(SEQUENTIAL[name]), name)
     if name == "digits":   # ships with scikit-learn: 1797 8x8 images, values 0..16 (cache_digits)
-        c = cache_digits()
-        sp = {part: Split(c[f"{part}_x"], c[f"{part}_y"]) for part in ("train", "val", "test")}
-        return Dataset("digits", 64, 10, sp["train"], sp["val"], sp["test"], shape=(1, 8, 8))
+        return _from_cache("digits", cache_digits(), (1, 8, 8))
     if name == "mnist":
         return _images(name, MNIST_DIR)
     if name == "fmnist":

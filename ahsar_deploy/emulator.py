@@ -121,7 +121,6 @@ def layer_float(layer: Layer, x: np.ndarray, ranges: dict | None = None) -> np.n
 
 
 def _layer_float(layer: Layer, x: np.ndarray, ranges: dict) -> np.ndarray:
-    _zero_reset(layer)
     cur = layer.synaptic_input(x)
     du = 1.0 - layer.i_decay / 4096.0
     dv = 1.0 - layer.v_decay / 4096.0

@@ -139,8 +139,8 @@ def lif_fixed(acc: np.ndarray, g: int, w_exp: int, act_shift: int, rec: np.ndarr
 def warm() -> None:
     """Compile both loops for the argument types the emulators pass (int32 and int64 sums,
     float64 currents), so the first export does not wait for numba (`make install` runs this)."""
+    out = np.zeros((1, 2, 3), bool)
     for dtype in (np.int32, np.int64):
-        out = np.zeros((1, 2, 3), bool)
         lif_fixed(np.ones((1, 2, 3), dtype), 1, 0, 6, np.zeros((3, 3), np.int64), np.zeros(3, np.int64),
                   4000, 4000, 2 ** 23, 64, out)
         lif_fixed(np.ones((1, 2, 3), dtype), 1, 0, 6, None, None, 4000, 4000, 2 ** 23, 64, out)

@@ -227,10 +227,10 @@ def run(graph: DeployGraph, spikes: np.ndarray, device="cpu", target: LoihiTarge
     step = _layer_fused if fused else _layer
     for i, layer in enumerate(graph.layers):   # spikes between layers are always 0/1
         syns.append(_Synapses(layer, binary or i > 0, dev))
-        if fused and layer.recurrent is not None and not np.array_equal(layer.recurrent, np.rint(layer.recurrent)):
-            raise ValueError(f"{layer.name}: recurrent weights are not integers; the integer emulator runs "
-                             f"quantized builds")
         if fused:   # lif_kernel takes integers: R transposed, bias << bias_exp (as emulator.layer_int)
+            if layer.recurrent is not None and not np.array_equal(layer.recurrent, np.rint(layer.recurrent)):
+                raise ValueError(f"{layer.name}: recurrent weights are not integers; the integer emulator runs "
+                                 f"quantized builds")
             recs.append(None if layer.recurrent is None else
                         np.ascontiguousarray(np.asarray(layer.recurrent).astype(np.int64).T))
             biases.append(None if layer.bias is None else

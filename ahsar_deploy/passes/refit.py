@@ -30,8 +30,8 @@ from ..ir import DeployGraph
 
 def _largest_eigenvalue(g: np.ndarray) -> float:
     """Largest eigenvalue of the symmetric PSD g (H, H): Lanczos (scipy's ARPACK eigsh, to
-    machine precision) for H >= 16, a full eigvalsh below, for g = 0 and where ARPACK fails. Same value as eigvalsh to about
-    1e-15 relative, in ~10 ms instead of 0.4 s for H = 1000 (3 s when other jobs load the
+    machine precision) for H >= 16; a full eigvalsh below that, for g = 0 and where ARPACK
+    fails. Same value as eigvalsh to about 1e-15 relative, in ~10 ms instead of 0.4 s for H = 1000 (3 s when other jobs load the
     cores and LAPACK's threads wait on them)."""
     if len(g) < 16 or not np.any(g):   # small, or all zero (a silent layer below the readout)
         return float(np.linalg.eigvalsh(g)[-1])
