@@ -21,7 +21,7 @@ import hw_targets
 from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
-from . import checkpoint, data, emulator, interrupts
+from . import checkpoint, data, emulator, interrupts, kernels
 from .errors import BuildError, DatasetError, DeployError, FidelityError, TargetError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
@@ -308,7 +308,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
         "chips": qgraph.notes["chips"], "cores_per_chip": qgraph.notes["cores_per_chip"],
-        "float_test_accuracy": graph.float_accuracy,
+        "float_test_accuracy": graph.float_accuracy, "kernels": kernels.state(),
         "layers": [_layer_manifest(l) for l in qgraph.layers],
         "files": ["model.nir", "model.net", SOURCE, "calibration.json", "calibration.md", MANIFEST],
     }
@@ -435,7 +435,7 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": 1,   # one SNN core per chip
         "chips": 1, "cores_per_chip": [1],
-        "float_test_accuracy": graph.float_accuracy, "layers": layers,
+        "float_test_accuracy": graph.float_accuracy, "kernels": kernels.state(), "layers": layers,
         "xylo": {"mapping": rep["mapping"], "differences": rep["differences"],
                  "spec_sha256": None},
         "files": [xylo_exporter.SPEC_FILE, SOURCE, "calibration.json", MANIFEST],

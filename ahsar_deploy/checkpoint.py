@@ -67,9 +67,13 @@ def make_checkpoint(model: SNN, data, steps: int, seed: int, history: list,
 
 def save(ckpt: dict, path: str | Path) -> None:
     """Write atomically (interrupts.atomic_path): a temp file beside the target, renamed
-    into place when complete, removed on any error or interrupt."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    into place when complete, removed on any error or interrupt.
+
+    The same dict gives the same bytes whatever the file is called: torch.save names the
+    zip's folder after a path it is given (here a random temporary name), and "archive"
+    for an open file, which is what it gets."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt, f)
 
 
 def sha256(path: str | Path) -> str:

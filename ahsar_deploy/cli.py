@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     tests): returns, and the previous handlers are restored."""
     interrupts.install()   # first: a signal during the imports below is handled too
     try:
-        code = _main(argv)
+        code = _pin() or _main(argv)
     except SystemExit as e:   # argparse: --help, bad arguments (message already printed)
         if argv is not None:
             interrupts.uninstall()
@@ -458,6 +458,22 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):   # a closed pipe (`| head`): nothing more to say
             pass
     os._exit(code)
+
+
+def _pin() -> int:
+    """Pin the float kernels (kernels.py) before torch or numpy loads: 0, or 1 with one line
+    on stderr for a bad AHSAR_KERNELS. In-process use after torch or numpy was imported
+    unpinned goes on with their own kernels, said in one line (checkpoints and builds
+    record which kernels made them)."""
+    from . import kernels
+    try:
+        kernels.pin()
+    except ValueError as e:
+        print(f"ahsar: error: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        print(f"ahsar: note: {e}; going on with the libraries' own kernels", file=sys.stderr)
+    return 0
 
 
 def _main(argv: list[str] | None) -> int:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from . import data as datamod
 from . import interrupts
+from . import kernels
 from .checkpoint import make_checkpoint
 from .regulator import AHSARConfig
 from .snn import NEURONS, SNN, cnn_specs, mlp_specs, split_method
@@ -203,7 +204,7 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     return make_checkpoint(model, data=ds, steps=steps, seed=seed, history=history,
                            test_accuracy=test["accuracy"], test_rates=test["rates"],
                            encoding=encoding,
-                           extra={"test_dead": test["dead"],
+                           extra={"test_dead": test["dead"], "kernels": kernels.state(),
                                   "train": {"arch": arch, "lr": lr, "batch": batch, "epochs": epochs,
                                             "theta0": theta0, "train_samples": len(y_tr),
                                             "lr_schedule": lr_schedule,

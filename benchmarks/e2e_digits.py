@@ -6,24 +6,29 @@ Lava seconds per sample; then the per-layer Loihi energy table of the first seed
 the spikes Lava produced. Each seed trains exactly what `make demo` trains (`ahsar train
 --data digits --method ahsar --arch mlp --epochs 30 --seed S`, the CLI's defaults), so the
 seed-0 row is the demo's figures (tests/test_readme_figures.py checks both against the
-README). Writes benchmarks/results/e2e_digits.md and .json.
+README). The kernels are pinned (ahsar_deploy/kernels.py), as in the CLI, so these figures
+are the ones any x86-64 CPU gives. Writes benchmarks/results/e2e_digits.md and .json.
 Usage: python benchmarks/e2e_digits.py [--seeds 0 1] [--epochs 30]
 """
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
-from pathlib import Path
+from ahsar_deploy import kernels
 
-import numpy as np
+kernels.pin()   # before torch and numpy load: the figures any x86-64 CPU gives (kernels.py)
 
-import hw_targets
-from ahsar_deploy import build, checkpoint, emulator
-from ahsar_deploy import energy_report as energy
-from ahsar_deploy import cli
-from exporters import lava
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import hw_targets  # noqa: E402
+from ahsar_deploy import build, checkpoint, emulator  # noqa: E402
+from ahsar_deploy import energy_report as energy  # noqa: E402
+from ahsar_deploy import cli  # noqa: E402
+from exporters import lava  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,12 +69,16 @@ def main() -> None:
     for s, f, e, l, same, tt, te, tl, rates in rows:
         lines.append(f"| {s} | {100 * f:.2f} | {100 * e:.2f} | {100 * l:.2f} | {'yes' if same else 'NO'} "
                      f"| {tt:.1f} | {te:.2f} | {tl:.3f} | {' '.join(f'{r:.3f}' for r in rates)} |")
+    state = kernels.state()
+    lines += ["", f"Kernels {'pinned' if state['pinned'] else 'native'} ({state['aten']}, MKL_CBWR "
+                  f"{state['mkl_cbwr']}, OpenBLAS {state['openblas']}); CPU {kernels.cpu_name()}."]
     print("\n".join(lines))
     print(f"\nseed {a.seeds[0]}, Lava:\n{tables[0]}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "e2e_digits.md").write_text("\n".join(lines) + "\n")
     keys = ("seed", "float", "emulator", "lava", "identical", "train_s", "export_s", "lava_s_per_sample", "rates")
-    (RESULTS / "e2e_digits.json").write_text(json.dumps({"epochs": a.epochs, "method": a.method, "rows": [
+    (RESULTS / "e2e_digits.json").write_text(json.dumps({"epochs": a.epochs, "method": a.method,
+                                                         "kernels": state, "cpu": kernels.cpu_name(), "rows": [
         dict(zip(keys, r)) for r in rows]}, indent=2) + "\n")
 
 

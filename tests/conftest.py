@@ -1,11 +1,19 @@
-import subprocess
-import sys
+"""Shared fixtures. The float kernels are pinned (ahsar_deploy/kernels.py) before torch or
+numpy loads, as the CLI pins them, so every figure a test computes in-process is the one
+any x86-64 CPU computes; AHSAR_KERNELS=native runs the suite on the libraries' own
+kernels (figures tied to the pinned path then check their tolerance instead)."""
+from ahsar_deploy import kernels
 
-import numpy as np
-import pytest
+kernels.pin()
 
-from ahsar_deploy import checkpoint
-from ahsar_deploy.train import train
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ahsar_deploy import checkpoint  # noqa: E402
+from ahsar_deploy.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,10 @@
   listed columns, in that order; the README may rename the headers).
 - The demo's figures equal the README's demo table: the model `make demo` trains (its
   exact command, read from the Makefile), exported as `make demo` exports it, gives the
-  float and deployed accuracy the table's seed-0 row states (training is deterministic on
-  this machine: the same seed gives the same weights).
+  float and deployed accuracy the table's seed-0 row states. With the kernels pinned (the
+  CLI's default, ahsar_deploy/kernels.py) they are equal to the digit on any x86-64 CPU;
+  with AHSAR_KERNELS=native the weights depend on the CPU, and the figures are checked
+  within NATIVE_TOLERANCE_PP instead (the README states the spread).
 """
 import re
 import shlex
@@ -19,8 +21,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- from (benchmarks/results/[\w.-]+\.md)(?::\s*(.*?))?\s*-->")
 # tables that state facts, options or file formats, not measurements
+# native kernels: across the native kernel paths and seeds measured (benchmarks/results/
+# reproducibility.md, e2e_digits.md) the demo's figures spread over about 1.4 pp
+NATIVE_TOLERANCE_PP = 2.0
 NOT_MEASURED = ("| example |", "| keys |", "| `--target` |", "| `spinnaker` |", "| file |", "| backend (`ahsar run",
-                "| cause |")
+                "| cause |", "| figure |")
 
 
 def _tables(lines: list[str]) -> list[tuple[int, list[str]]]:
@@ -91,12 +96,12 @@ def _demo_commands() -> dict[str, list[str]]:
 
 
 def test_demo_figures_equal_readme_demo_table(tmp_path):
-    """As `make demo` runs them: the installed commands in new processes (torch's own
-    thread count, which sets the order of float sums in training, is the machine's)."""
+    """As `make demo` runs them: the installed commands in new processes, with the
+    machine's own thread count and CPU."""
     import subprocess
     import sys
 
-    from ahsar_deploy import build, emulator
+    from ahsar_deploy import build, emulator, kernels
     from ahsar_deploy.api import load_source
     cmd = _demo_commands()
     train = [str(tmp_path / "model.pt") if a == "BUILD/model.pt" else a for a in cmd["train"]]
@@ -114,6 +119,11 @@ def test_demo_figures_equal_readme_demo_table(tmp_path):
     row = next(_cells(r) for ln, t, m in _readme_tables() if m and "e2e_digits" in m.group(1)
                for r in t[2:] if _cells(r)[0] == "0")
     head = next(_cells(t[0]) for ln, t, m in _readme_tables() if m and "e2e_digits" in m.group(1))
-    assert f"{floating:.2f}" == row[head.index("float %")], (floating, row)
-    assert f"{deployed:.2f}" == row[head.index("emulator %")], (deployed, row)
+    if kernels.wanted():   # the subprocesses ran pinned, and so does this one (conftest)
+        assert kernels.state()["pinned"]
+        assert f"{floating:.2f}" == row[head.index("float %")], (floating, row)
+        assert f"{deployed:.2f}" == row[head.index("emulator %")], (deployed, row)
+    else:
+        assert abs(floating - float(row[head.index("float %")])) <= NATIVE_TOLERANCE_PP, (floating, row)
+        assert abs(deployed - float(row[head.index("emulator %")])) <= NATIVE_TOLERANCE_PP, (deployed, row)
     assert row[head.index("Lava %")] == row[head.index("emulator %")]   # Lava = emulator, spike for spike
