@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
+from ahsar_deploy.kernels import PINNED, cpu_name  # noqa: E402
 # Each setting forces one native choice; under the pin, all but the thread counts and
 # numba's target are overridden, so their rows must give the pinned digests again.
 SETTINGS = [
@@ -37,6 +38,8 @@ SETTINGS = [
     {"NUMBA_CPU_NAME": "generic"},
 ]
 QUICK = [{}, {"OMP_NUM_THREADS": "1"}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"OPENBLAS_CORETYPE": "Haswell"}]
+# what a run's environment drops from this process's before it adds its own setting
+CLEARED = {"AHSAR_KERNELS", *(k for s in SETTINGS for k in s), *PINNED}
 
 
 def demo_args() -> tuple[list[str], list[str]]:
@@ -85,7 +88,7 @@ def one(tmp: Path, name: str, setting: dict, pinned: bool, epochs: int | None) -
     (tmp / name).mkdir()   # the same file names in every run: a build records its model's name
     model, out = tmp / name / "model.pt", tmp / name / "loihi"
     sub = lambda args: [str(model) if a == "BUILD/model.pt" else str(out) if a == "BUILD/loihi" else a for a in args]
-    env = {k: v for k, v in os.environ.items() if k not in ("AHSAR_KERNELS", *SETTINGS_KEYS)}
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env.update(setting, AHSAR_KERNELS="pinned" if pinned else "native")
     t_train, _ = run([str(BIN / "ahsar"), "train", *sub(train), "-q"], env)
     t_export, _ = run([str(BIN / "ahsar-export"), *sub(export), "-q"], env)
@@ -101,17 +104,12 @@ def one(tmp: Path, name: str, setting: dict, pinned: bool, epochs: int | None) -
             "train s": t_train, "export s": t_export}
 
 
-SETTINGS_KEYS = sorted({k for s in SETTINGS for k in s})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3 epochs and 4 settings (a smoke run)")
     a = ap.parse_args()
-    from ahsar_deploy.kernels import cpu_name
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = os.environ.get("REPRO_KEEP", tmp)
         for pinned in (True, False):
             for i, s in enumerate(QUICK if a.quick else SETTINGS):
                 rows.append(one(Path(tmp), f"{'p' if pinned else 'n'}{i}", s, pinned, 3 if a.quick else None))

@@ -20,10 +20,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- from (benchmarks/results/[\w.-]+\.md)(?::\s*(.*?))?\s*-->")
-# tables that state facts, options or file formats, not measurements
 # native kernels: across the native kernel paths and seeds measured (benchmarks/results/
 # reproducibility.md, e2e_digits.md) the demo's figures spread over about 1.4 pp
 NATIVE_TOLERANCE_PP = 2.0
+# tables that state facts, options or file formats, not measurements
 NOT_MEASURED = ("| example |", "| keys |", "| `--target` |", "| `spinnaker` |", "| file |", "| backend (`ahsar run",
                 "| cause |", "| figure |")
 
