@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters import DEFAULT_BACKEND
+
 from . import data as datamod
 from . import interrupts, runs
 from . import build as _build
@@ -137,7 +139,7 @@ def _backend(build, graph, backend: str, x: np.ndarray, timeout: float, progress
 
 def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
         data: str | Path | datamod.Dataset | None = None, samples: int | None = None,
-        backend: str = "emulator", reference: str | Path | np.ndarray | None = None,
+        backend: str = DEFAULT_BACKEND, reference: str | Path | np.ndarray | None = None,
         timeout: float = 1800, progress: bool = False, device: str = "cpu") -> dict:
     """Run a build (or a lava-dl netx .net file, deployed into a temporary build first) on
     a backend ("emulator": bit-exact integer model of the build's chip; "lava": Lava's Loihi
