@@ -40,8 +40,10 @@ def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
     model: a checkpoint of `ahsar train` (path), a NIR graph (a .nir path or a
     nir.NIRGraph). data: calibration and validation data (a built-in name, an .npz file or
     from_arrays(); default the checkpoint's). calib: calibration inputs, (N, T, F) 0/1
-    spikes or (N, F) intensities in [0, 1], as an array or a .npy file. A NIR graph needs
-    data or calib; steps (time steps per sample) come from spike data when not given.
+    spikes or (N, F) intensities in [0, 1], as an array or a .npy file; a time-first
+    (T, N, F) array is refused when the model's steps show it (build.load_calibration).
+    A NIR graph needs data or calib; steps (time steps per sample) come from the graph's
+    own record, else from spike data when not given (logged: how the array was read).
     dt: seconds per time step of a NIR graph (default: the dt the graph shows, else 1 ms).
     options: force, calib_samples, qat ("auto" | "on" | "off"), refit, tolerance_pp,
     qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's

@@ -254,8 +254,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-samples", type=int, default=512,
                    help="at most this many calibration samples (default 512)")
     p.add_argument("--calib", metavar="FILE.npy", default=None,
-                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
-                        "(default: the model's training split)")
+                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes, sample "
+                        "first (snnTorch's time-first (T, N, F): np.swapaxes(x, 0, 1)) (default: the "
+                        "model's training split)")
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")

@@ -284,7 +284,8 @@ def load_file(path: str | Path) -> Dataset:
     `x_val`, `y_val`; else the last 10 % of the training set, at most 5000, validates).
     x: float intensities (N, F) or (N, C, H, W) in [0, 1], encoded as the model's
     --encoding says; or bool/integer spikes (N, T, ...) of 0 and 1, fed as they are
-    (their T sets the time steps). y: (N,) integer labels >= 0. Uncompressed members
+    (their T sets the time steps), float ones too when (N, T, F) or (N, T, C, H, W) and
+    holding only 0 and 1 (_check_x). y: (N,) integer labels >= 0. Uncompressed members
     (numpy.savez) are memory-mapped. Never unpickles. Raises DatasetError in one line
     naming the key and what was expected."""
     p = Path(path)
