@@ -23,7 +23,7 @@ import numpy as np
 from exporters import DEFAULT_BACKEND
 
 from . import data as datamod
-from . import interrupts, runs
+from . import checks, interrupts, runs
 from . import build as _build
 from .build import eval_inputs, load, load_predictions, load_source
 from .errors import BackendError, DatasetError, DeployError, ModelFileError
@@ -42,8 +42,10 @@ def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
     model: a checkpoint of `ahsar train` (path), a NIR graph (a .nir path or a
     nir.NIRGraph). data: calibration and validation data (a built-in name, an .npz file or
     from_arrays(); default the checkpoint's). calib: calibration inputs, (N, T, F) 0/1
-    spikes or (N, F) intensities in [0, 1], as an array or a .npy file. A NIR graph needs
-    data or calib; steps (time steps per sample) come from spike data when not given.
+    spikes or (N, F) intensities in [0, 1], as an array or a .npy file; a time-first
+    (T, N, F) array is refused when the model's steps show it (build.load_calibration).
+    A NIR graph needs data or calib; steps (time steps per sample) come from the graph's
+    own record, else from spike data when not given (logged: how the array was read).
     dt: seconds per time step of a NIR graph (default: the dt the graph shows, else 1 ms).
     options: force, calib_samples, qat ("auto" | "on" | "off"), refit, tolerance_pp,
     qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's
@@ -78,7 +80,9 @@ def inputs(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     """The inputs a build runs on: x as given (spikes (N, T, F), or intensities (N, F)
     encoded as the build's model was trained), else the test split of data (a built-in
     name, an .npz file, a data.Dataset; default the build's dataset), its first `samples`.
-    Returns (spikes (N, T, F) uint8, labels (N,) int64 or None, a name for the data)."""
+    Returns (spikes (N, T, F) uint8, labels (N,) int64 or None, a name for the data).
+    Raises DeployError for samples not None or >= 1 (checks.run_args), DatasetError for x."""
+    checks.run_args(samples=samples)
     graph, _ = load(_build_path(build))
     if x is None:
         xs, y = eval_inputs(graph, data, samples)
@@ -153,7 +157,9 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
     Returns the result dict (accuracy None without labels; per-layer "counters" of
     energy_report.count; "source" and "reference" comparisons), also written to
     BUILD/run-BACKEND.json. Raises DeployError subclasses (BuildError, DatasetError,
-    BackendError) in one line."""
+    BackendError) in one line, and DeployError for samples or timeout out of range
+    (checks.run_args: the CLI's checks, in the API's spelling)."""
+    checks.run_args(samples=samples, timeout=timeout)
     if _build_path(build).suffix.lower() == ".net" and Path(build).is_file():   # a lava-dl netx network
         import tempfile
         with tempfile.TemporaryDirectory(prefix="ahsar-net-") as tmp:
@@ -177,8 +183,8 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
                                f"0..{graph.layers[-1].n_out - 1}")
     ref = None
     if reference is not None:
-        ref = (load_predictions(reference, len(xs), graph.layers[-1].n_out) if not isinstance(reference, np.ndarray)
-               else np.asarray(reference)[:len(xs)])
+        ref = load_predictions(reference if isinstance(reference, (str, Path)) else _array("reference", reference),
+                               len(xs), graph.layers[-1].n_out)
     spikes, secs = _backend(build, graph, backend, xs, timeout, progress, device)
     pred = spikes[-1].sum(axis=1).argmax(axis=1)
     acc = (lambda p: None if ys is None else float(np.mean(p == ys)))
@@ -196,7 +202,7 @@ def run(build: str | Path, x: np.ndarray | None = None, y: np.ndarray | None = N
         result["source"] = {"accuracy": acc(src[-1].sum(axis=1).argmax(axis=1)),
                             **compare(src, spikes, [l.name for l in graph.layers])}
     if ref is not None:
-        result["reference"] = {"file": "(array)" if isinstance(reference, np.ndarray) else Path(reference).name,
+        result["reference"] = {"file": Path(reference).name if isinstance(reference, (str, Path)) else "(array)",
                                "agreement": float(np.mean(pred == ref)), "accuracy": acc(ref)}
     keys = runs.sample_keys(xs)   # the spikes join the build's cache (runs.py), then the result
     runs.save(build, backend, *runs.merge(_load_cache(build, backend, graph), keys, spikes))
@@ -263,7 +269,9 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     report overwrites another); returns the report with "targets" (every chip and the
     ANN baseline), "sparsity_check" (per layer: "pass", "FAIL" or "not checked") and the
     accuracy of the priced spikes (None without labels). A Xylo build is priced by the
-    chip's own model instead (_energy_xylo). Raises DeployError subclasses in one line."""
+    chip's own model instead (_energy_xylo). Raises DeployError subclasses in one line
+    (samples and timeout: checks.run_args, as the CLI)."""
+    checks.run_args(samples=samples, timeout=timeout)
     import hw_targets
     from .energy_report import check_sparsity, compare_targets, count, estimate, markdown, plot
     from .passes.map import map_layers

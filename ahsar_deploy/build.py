@@ -21,7 +21,7 @@ import hw_targets
 from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
-from . import checkpoint, data, emulator, interrupts, kernels
+from . import checkpoint, checks, data, emulator, interrupts, kernels
 from .errors import BuildError, DatasetError, DeployError, FidelityError, TargetError
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
@@ -100,12 +100,15 @@ def _open_npy(path: str | Path, where: str) -> np.ndarray:
     return a
 
 
-def load_predictions(path: str | Path, n: int, n_classes: int) -> np.ndarray:
-    """--reference FILE.npy: class predictions (M,) integers in [0, n_classes) that the
-    user's own framework made on the same test split, in order; the first n (M >= n) are
-    returned as int64. Never unpickles. Raises DatasetError naming file, shape or range."""
-    where = f"reference predictions {path}"
-    a = _open_npy(path, where)
+def load_predictions(path: str | Path | np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    """--reference FILE.npy (or ad.run's reference= array): class predictions (M,)
+    integers in [0, n_classes) that the user's own framework made on the same test split,
+    in order; the first n (M >= n) are returned as int64. Never unpickles. Raises
+    DatasetError naming the file (or "reference"), shape or range; a file and an array
+    take the same checks."""
+    array = isinstance(path, np.ndarray)
+    where = "reference" if array else f"reference predictions {path}"
+    a = path if array else _open_npy(path, where)
     if a.dtype.kind not in "iu" or a.ndim != 1 or len(a) < n:
         raise DatasetError(f"{where}: dtype {a.dtype}, shape {a.shape}; expected at least {n} integer "
                            f"class indices (M,), one per test sample in order")
@@ -123,6 +126,29 @@ def _calib_steps(calib) -> int | None:
     return int(a.shape[1]) if a.ndim == 3 else None
 
 
+def _recorded_steps(model) -> int | None:
+    """The time steps a model file records itself: the metadata of a NIR graph written by
+    ahsar-deploy (exporters/nir_import.to_graph reads the same key), a netx network's
+    simulation/tSample; None for others (an in-memory graph, another writer's file)."""
+    if _in_memory_nir(model):
+        return None
+    from exporters import netx_import, nir_import
+    if Path(model).suffix.lower() == ".net":
+        return netx_import.read_layers(model)[1]["tSample"]
+    meta = nir_import.read(model).metadata
+    meta = meta if isinstance(meta, dict) else {}
+    return nir_import._own_meta(meta, "steps", int, model) if meta.get("producer") == "ahsar-deploy" else None
+
+
+def _calib_reading(calib) -> str:
+    """How (N, T, F) calibration data were read, for the console when they alone set the steps."""
+    a = calib if isinstance(calib, np.ndarray) else _open_npy(calib, f"calibration data {calib}")
+    n, t, f = a.shape
+    return (f"calibration {'array' if isinstance(calib, np.ndarray) else calib} of shape {a.shape} read as {n} "
+            f"samples x {t} steps x {f} features (N, T, F): the build runs {t} steps, as nothing else says how "
+            f"many (time-first (T, N, F) data: np.swapaxes(x, 0, 1); or give the steps: --steps, steps=)")
+
+
 def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
     """Raise DatasetError unless the data fit the network: features, and spike data's steps."""
     if ds.n_features != graph.n_inputs:
@@ -130,6 +156,9 @@ def _fits(ds: data.Dataset, graph: DeployGraph, what: str) -> None:
                            f"{ds.n_features}")
     if ds.steps is not None and ds.steps != graph.steps:
         raise DatasetError(f"{what}: runs {graph.steps} time steps, the spikes in {ds.name} have {ds.steps}")
+    if graph.layers[0].kind == "conv":   # (H, W, C) images of the same size would run scrambled
+        data.check_image_layout(ds.shape, f"{what}: data {ds.name}", spikes=ds.steps is not None,
+                                want=tuple(graph.layers[0].in_shape))
     classes = graph.layers[-1].n_out
     top = max(int(sp.y.max(initial=0)) for sp in (ds.train, ds.val, ds.test))
     if top >= classes:   # spikes still mean something; accuracies do not
@@ -148,8 +177,14 @@ def load_calibration(path: str | Path, graph: DeployGraph, limit: int) -> np.nda
     want = f"(N, {f}) intensities in [0, 1] or (N, {t}, {f}) spikes in {{0, 1}}"
     if a.dtype.kind not in "biuf":
         raise DatasetError(f"{where}: dtype {a.dtype} is not numeric; expected {want}")
+    if a.ndim == 3 and a.shape[0] == t and a.shape[1] != t and a.shape[2] == f:   # fits as (T, N, F)
+        raise DatasetError(f"{where}: shape {a.shape}: read as {a.shape[0]} samples x {a.shape[1]} steps, but "
+                           f"the model runs {t} steps; if it is time-first (T, N, F) transpose it to (N, T, F) "
+                           f"with np.swapaxes(x, 0, 1)")
     if a.ndim not in (2, 3) or a.shape[0] < 1 or a.shape[1:] not in ((f,), (t, f)):
         raise DatasetError(f"{where}: shape {a.shape} does not fit the model; expected {want}")
+    if a.shape[0] > limit:
+        log.info("calibrating on %d of %d samples of the %s (--calib-samples)", limit, a.shape[0], where)
     a = np.array(a[:limit])
     if a.ndim == 2:
         if not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
@@ -194,14 +229,18 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         raise BuildError(f"{out}: exists; pass --force to replace it")
     if out.exists() and not (out / MANIFEST).is_file() and not empty:
         raise BuildError(f"{out}: exists and is not a build directory; not replacing it")
-    if calib_samples < 1:
-        raise BuildError(f"--calib-samples must be at least 1, got {calib_samples}")
+    checks.export_args(calib_samples=calib_samples, steps=steps)
     ds = None if dataset is None else data.load(dataset)
     nir = _in_memory_nir(model) or Path(model).suffix.lower() == ".nir"
     netx = not nir and Path(model).suffix.lower() == ".net"
     calib_steps = _calib_steps(calib)   # None unless calib holds (N, T, F) spikes
     if (nir or netx) and steps is None:   # spike data set the time steps themselves
-        steps = ds.steps if ds is not None else calib_steps
+        steps = ds.steps if ds is not None else None
+        if steps is None and calib_steps is not None:   # the graph's own steps win over the array's layout
+            steps = _recorded_steps(model)
+            if steps is None:
+                steps = calib_steps
+                log.info("%s", _calib_reading(calib))
     name = ds.name if ds is not None else "" if calib is not None else None   # "": calibration data only
     graph = import_graph(model, name, steps, dt_s, nir_tau)
     if encoding is not None and ((ds is not None and ds.steps is not None) or calib_steps is not None):
@@ -346,6 +385,9 @@ def _data(model, graph: DeployGraph, ds: "data.Dataset | None", calib, calib_sam
     if calib is None and ds is None:
         raise DatasetError(f"{_source_name(model)}: no calibration data: pass --data NAME|FILE.npz or --calib FILE.npy")
     if calib is None:
+        if len(ds.train.y) > calib_samples:
+            log.info("calibrating on %d of %d training samples of %s (--calib-samples)", calib_samples,
+                     len(ds.train.y), ds.name)
         x_cal = data.encode(ds.train.x[:calib_samples], graph.steps, graph.encoding)
         cal_source = {"split": "train[:%d]" % len(x_cal)}
         if len(ds.train.y) < MIN_SAMPLES or len(ds.val.y) < MIN_SAMPLES:
@@ -643,9 +685,8 @@ def eval_inputs(graph: DeployGraph, dataset, samples: int | None) -> tuple[np.nd
                           "arrays): pass --data NAME|FILE.npz")
     if isinstance(name, str) and name in data.DATASETS and graph.dataset in data.DATASETS and name != graph.dataset:
         raise DeployError(f"dataset {name!r} does not match the build's {graph.dataset!r}")
+    checks.run_args(samples=samples)
     ds = data.load(name)
     _fits(ds, graph, "the build")
     n = len(ds.test.y) if samples is None else min(samples, len(ds.test.y))
-    if n <= 0:
-        raise DeployError(f"--samples must be positive, got {samples}")
     return data.encode(ds.test.x[:n], graph.steps, graph.encoding), ds.test.y[:n]

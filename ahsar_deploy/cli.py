@@ -21,7 +21,7 @@ log = logging.getLogger("ahsar")
 
 
 def cmd_train(a) -> dict:
-    from . import checkpoint
+    from . import checkpoint, checks
     from .errors import DeployError
     from .train import ahsar_config, train
     try:   # options left unset (None) take train.default_options' values for the data and arch
@@ -30,11 +30,8 @@ def cmd_train(a) -> dict:
     except ValueError:
         raise DeployError(f"--hidden {a.hidden!r} / --channels {a.channels!r}: "
                           f"expected comma-separated integers") from None
-    for name, v in (("--steps", a.steps), ("--epochs", a.epochs), ("--batch", a.batch)):
-        if v is not None and v <= 0:
-            raise DeployError(f"{name} must be positive, not {v}")
-    if a.augment_shift < 0:
-        raise DeployError(f"--augment-shift must be >= 0, not {a.augment_shift}")
+    checks.train_args(steps=a.steps, epochs=a.epochs, batch=a.batch, augment_shift=a.augment_shift,
+                      train_samples=a.train_samples, cli=True)
     for flag, v in (("--control", a.control), ("--ahsar-set", a.ahsar_set)):
         if v is not None and "ahsar" not in a.method:
             raise DeployError(f"{flag} applies to AHSAR; method {a.method!r} has no regulator")
@@ -59,7 +56,9 @@ def cmd_train(a) -> dict:
 
 
 def cmd_export(a) -> dict:
+    from . import checks
     from .build import export
+    checks.export_args(calib_samples=a.calib_samples, steps=a.steps, cli=True)
     t0 = time.perf_counter()
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
@@ -72,8 +71,10 @@ def cmd_export(a) -> dict:
 
 
 def cmd_run(a) -> dict:
+    from . import checks
     from .api import run
     from .build import SOURCE
+    checks.run_args(samples=a.samples, timeout=a.timeout, cli=True)
     r = run(a.build, data=a.data, samples=a.samples, backend=a.backend, reference=a.reference,
             timeout=a.timeout, progress=not a.quiet, device=a.device)
     n, secs = r["samples"], r["seconds"]
@@ -102,8 +103,10 @@ ENERGY_SAMPLES = 1000   # `ahsar energy`'s default: the first 1000 test samples
 
 
 def cmd_energy(a) -> dict:
+    from . import checks
     from .api import energy
     from .errors import DeployError
+    checks.run_args(samples=a.samples, timeout=a.timeout, cli=True)
     report = energy(a.build, data=a.data, samples=a.samples, backend=a.backend, target=a.target,
                     timeout=a.timeout, progress=not a.quiet, device=a.device)
     if "cycles_per_step" in report:   # a Xylo build: the chip's own compute model, no Loihi table
@@ -251,8 +254,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-samples", type=int, default=512,
                    help="at most this many calibration samples (default 512)")
     p.add_argument("--calib", metavar="FILE.npy", default=None,
-                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes "
-                        "(default: the model's training split)")
+                   help="calibration inputs: (N, F) intensities in [0, 1] or (N, T, F) spikes, sample "
+                        "first (snnTorch's time-first (T, N, F): np.swapaxes(x, 0, 1)) (default: the "
+                        "model's training split)")
     p.add_argument("--qat", choices=("auto", "on", "off"), default="auto",
                    help="quantization-aware fine-tune: auto = when quantization costs > 0.5 pp")
     p.add_argument("--no-refit", action="store_true", help="skip the convex readout refit")

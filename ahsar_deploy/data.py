@@ -243,11 +243,17 @@ def _npz_members(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+SPIKE_RANKS = (3, 5)   # float arrays of 0 and 1 only: (N, T, F) or (N, T, C, H, W) spikes, as ad.run takes them
+
+
 def _check_x(x: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...], int | None]:
     """One x array of a data file -> ((N, F) intensities or (N, T, F) spikes, sample shape,
-    steps). float: intensities (N, F) or (N, C, H, W) in [0, 1]; bool or integer: spikes
-    (N, T, ...) of 0 and 1. Checked in chunks (a memory-mapped file is read once)."""
+    steps). float: intensities (N, F) or (N, C, H, W) in [0, 1], except that a float
+    array of rank 3 or 5 holding only 0 and 1 is spikes (N, T, F) or (N, T, C, H, W), as
+    the API's arrays (api.inputs, --calib) are read; bool or integer: spikes (N, T, ...)
+    of 0 and 1. Checked in chunks (a memory-mapped file is read once)."""
     spikes = x.dtype.kind in "biu"
+    binary = x.dtype.kind == "f" and x.ndim in SPIKE_RANKS   # float spikes, if every value is 0 or 1
     if x.dtype.kind not in "biuf":
         raise DatasetError(f"{where}: dtype {x.dtype}; expected float intensities in [0, 1] or 0/1 spikes")
     if spikes and x.ndim < 3:
@@ -265,7 +271,8 @@ def _check_x(x: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...], in
         if not spikes and not (np.isfinite(c).all() and c.min() >= 0 and c.max() <= 1):
             raise DatasetError(f"{where}: intensities must be finite and in [0, 1] "
                                f"(found {np.nanmin(c):.3g}..{np.nanmax(c):.3g}, NaN or inf included)")
-    if spikes:
+        binary = binary and bool(np.isin(c, (0, 1)).all())
+    if spikes or binary:
         sample = tuple(int(v) for v in x.shape[2:])
         return x.reshape(x.shape[0], x.shape[1], -1), sample, int(x.shape[1])
     return x.reshape(x.shape[0], -1), tuple(int(v) for v in x.shape[1:]), None
@@ -277,13 +284,47 @@ def load_file(path: str | Path) -> Dataset:
     `x_val`, `y_val`; else the last 10 % of the training set, at most 5000, validates).
     x: float intensities (N, F) or (N, C, H, W) in [0, 1], encoded as the model's
     --encoding says; or bool/integer spikes (N, T, ...) of 0 and 1, fed as they are
-    (their T sets the time steps). y: (N,) integer labels >= 0. Uncompressed members
+    (their T sets the time steps), float ones too when (N, T, F) or (N, T, C, H, W) and
+    holding only 0 and 1 (_check_x). y: (N,) integer labels >= 0. Uncompressed members
     (numpy.savez) are memory-mapped. Never unpickles. Raises DatasetError in one line
     naming the key and what was expected."""
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: no such data file; pass --data PATH (or a built-in name: {', '.join(DATASETS)})")
     return _dataset(_npz_members(p), str(p), str(p.resolve()))   # resolved: builds find it from anywhere
+
+
+def check_labels(y: np.ndarray, where: str) -> None:
+    """Training labels (N,) integers must be the class indices 0..C-1, each present (the
+    network gets max + 1 outputs): DatasetError naming the labels found and the fix."""
+    present = np.unique(np.asarray(y))
+    if len(present) and (present[0] != 0 or len(present) != present[-1] + 1):
+        missing = np.setdiff1d(np.arange(present[-1] + 1), present)
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise DatasetError(f"{where}: labels {present[0]}..{present[-1]} with class(es) {shown} missing would "
+                           f"build a {present[-1] + 1}-class network; labels must be the class indices 0..C-1, "
+                           f"each present: shift 1-based labels (y - 1) or remap them "
+                           f"(np.unique(y, return_inverse=True)[1])")
+
+
+def check_image_layout(shape: tuple[int, ...], where: str, spikes: bool = False,
+                       want: tuple[int, ...] | None = None) -> None:
+    """Images for a convolution are (N, C, H, W) (spikes (N, T, C, H, W)): a sample shape
+    (H, W, C) with C in 1, 3, 4 (grey, RGB, RGBA) where the model takes (C, H, W), or
+    that looks channels-last when `want` is None (training: H > 4), is refused in one line
+    naming the transpose; another shape than `want` is refused too. DatasetError."""
+    lead = "N, T" if spikes else "N"
+    axes = (0, 1, 4, 2, 3) if spikes else (0, 3, 1, 2)
+    if len(shape) != 3 or shape == want:
+        return
+    h, w, c = shape
+    last = c in (1, 3, 4) and (want == (c, h, w) if want is not None else h > 4)
+    if last:
+        raise DatasetError(f"{where}: images ({lead}, {h}, {w}, {c}) are channels-last ({lead}, H, W, C); the "
+                           f"convolution takes ({lead}, C, H, W) = ({lead}, {c}, {h}, {w}): pass "
+                           f"np.transpose(x, {axes})")
+    if want is not None:
+        raise DatasetError(f"{where}: images of shape {shape}; the model takes {want} (C, H, W)")
 
 
 IN_MEMORY = "(in memory)"   # the name of a Dataset made by from_arrays

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import checks, interrupts, kernels
 from . import data as datamod
-from . import interrupts
-from . import kernels
 from .checkpoint import make_checkpoint
 from .regulator import AHSARConfig
 from .snn import NEURONS, SNN, cnn_specs, mlp_specs, split_method
@@ -97,7 +96,13 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     reset by subtraction, up to 31 events per step in hidden layers, 1 in the readout;
     snn.py NEURONS); xylo is for mlp and rnn, not cnn or hoyer (ValueError). With xylo,
     rates (and AHSAR's band) are events per neuron per step.
+    steps, epochs, batch, train_samples below 1 or augment_shift below 0: DeployError, as
+    `ahsar train` refuses them (checks.train_args). Training labels must be 0..C-1, each
+    present (data.check_labels); a cnn takes images (N, C, H, W), and channels-last
+    (N, H, W, C) ones are refused naming the transpose (data.check_image_layout).
     """
+    checks.train_args(steps=steps, epochs=epochs, batch=batch, augment_shift=augment_shift,
+                      train_samples=train_samples)
     if lr_schedule not in ("constant", "cosine", None):
         raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}: constant or cosine")
     if arch not in ARCHS:
@@ -131,6 +136,9 @@ def train(data: str = "digits", method: str = "ahsar", arch: str = "mlp",
     if arch == "cnn" and len(ds.shape) != 3:
         raise datamod.DatasetError(f"{ds.name}: --arch {arch} needs images, x of shape (N, C, H, W) (or spikes "
                                    f"(N, T, C, H, W)); these samples have {ds.n_features} features, no shape")
+    if arch == "cnn":
+        datamod.check_image_layout(ds.shape, ds.name, spikes=ds.steps is not None)
+    datamod.check_labels(ds.train.y, f"{ds.name}: training")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if arch != "cnn":

@@ -299,7 +299,7 @@ def test_bad_arguments_one_line(tmp_path, capsys):
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert e.value.code == 2 and len(err) == 1 and "--calib-samples" in err[0], err
     code, err = _main(capsys, "export", tmp_path / "m.pt", "--calib-samples", "0", "-o", tmp_path / "b")
-    assert code == 1 and "--calib-samples must be at least 1" in err[0]
+    assert code == 1 and "--calib-samples 0: must be a whole number of calibration samples, at least 1" in err[0]
 
 
 def test_calib_errors_through_cli(calib_model, tmp_path, capsys):
