@@ -3,9 +3,15 @@
 A build directory is written into a temporary sibling and renamed into place only when
 complete, so a failed or interrupted export leaves no partial build and an existing
 build stays intact until the new one is whole.
+
+Every file an export writes is recorded with its sha256 in manifest.json, and the
+manifest's own content too (_write_manifest); load() checks them all before anything
+reads the build, so every command, backend and the Python API refuses a damaged or
+edited build in one line naming the file (_read_manifest).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -31,6 +37,8 @@ from .passes.fold import fold
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+BUILD_VERSION = 2   # the manifest's "version": 2 records every file's sha256; 1 (none) is refused
+REEXPORT = "export the build again (ahsar-export MODEL -o BUILD --force)"
 SOURCE = "source.npz"   # the float source model's weights and thresholds (ahsar run compares)
 VAL_SAMPLES = 2000   # validation samples behind the export's accuracy report and choices
 MIN_SAMPLES = 32     # fewer calibration or validation samples than this: a warning
@@ -342,7 +350,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
              100 * versus["prediction_agreement"],
              ", ".join(f"{l['layer']} {l['spike_agreement']:.4f}" for l in versus["layers"]))
     manifest = {
-        "format": "ahsar-deploy.build", "version": 1, "target": target.name,
+        "format": "ahsar-deploy.build", "version": BUILD_VERSION, "target": target.name,
         "source": {"file": _source_name(model), "sha256": graph.source_sha256},
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": qgraph.notes["cores"],
@@ -364,7 +372,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         write_source(graph, tmp / SOURCE)
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         (tmp / "calibration.md").write_text(calibration_summary(calibration, target.name))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(tmp, manifest)   # last: it records the digests of the others
 
     _write_build(out, write)
     return manifest
@@ -472,7 +480,7 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
                "decay_rounding": {k: r[k] for k in rounding}}
               for l, r in zip(folded.layers, rep["layers"])]
     manifest = {
-        "format": "ahsar-deploy.build", "version": 1, "target": target.name,
+        "format": "ahsar-deploy.build", "version": BUILD_VERSION, "target": target.name,
         "source": {"file": _source_name(model), "sha256": graph.source_sha256},
         "method": graph.method, "dataset": graph.dataset, "encoding": graph.encoding,
         "steps": graph.steps, "n_inputs": graph.n_inputs, "cores": 1,   # one SNN core per chip
@@ -490,7 +498,7 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
         manifest["xylo"]["spec_sha256"] = checkpoint.sha256(tmp / xylo_exporter.SPEC_FILE)  # spikes-*.npz key
         write_source(graph, tmp / SOURCE)
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(tmp, manifest)   # last: it records the digests of the others
 
     _write_build(out, write)
     return manifest
@@ -561,12 +569,11 @@ def load(build_dir: str | Path) -> tuple[DeployGraph, dict]:
     (weights from model.net). A Xylo build: the float source DeployGraph (source.npz, the
     layers and decays of manifest.json) with target set; its integer network is
     xylo_spec.npz, which the xylosim and emulator backends read (exporters/xylo.py).
-    Raises BuildError if the directory is not a build or is incomplete or corrupt."""
+    Raises BuildError if the directory is not a build, is incomplete or corrupt, or any of
+    its files differs from the sha256 its manifest records (_read_manifest)."""
     b = Path(build_dir)
-    if not (b / MANIFEST).is_file():
-        raise BuildError(f"{b}: not a build directory (no {MANIFEST}); run ahsar-export first")
+    m = _read_manifest(b)   # every file checked against its sha256 first
     try:
-        m = json.loads((b / MANIFEST).read_text())
         if hw_targets.is_xylo(m.get("target")):
             return _load_xylo(b, m), m
         layers = []
@@ -619,6 +626,72 @@ def _load_xylo(b: Path, m: dict) -> DeployGraph:
         raise ValueError(f"no {SOURCE}")
     return graph.with_(target=m["target"])
 
+
+def _manifest_digest(m: dict) -> str:
+    """sha256 (hex) of the manifest's content without its own digest "manifest_sha256":
+    canonical JSON (sorted keys, separators "," and ":", ASCII), so it does not depend on
+    how manifest.json is laid out, only on what it says."""
+    rest = {k: v for k, v in m.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _write_manifest(tmp: Path, manifest: dict) -> None:
+    """Write manifest.json into the build directory being written (tmp), after every other
+    file: "file_sha256" maps each of them (the manifest's "files") to the sha256 of its
+    bytes, "manifest_sha256" is the manifest's own (_manifest_digest). Updates `manifest`
+    in place. Files a command adds to a build later (run-*.json, spikes-*.npz, energy*,
+    report.html) are its outputs, not part of the build: not digested, never read as the
+    network (spike caches carry their own key of the network files, runs.py).
+    Raises RuntimeError (a bug) if tmp holds other files than the manifest lists."""
+    names = sorted(p.name for p in tmp.iterdir() if p.name != MANIFEST)
+    if names != sorted(set(manifest["files"]) - {MANIFEST}):
+        raise RuntimeError(f"build files {names} are not the manifest's {manifest['files']}")
+    manifest["file_sha256"] = {n: checkpoint.sha256(tmp / n) for n in names}
+    manifest["manifest_sha256"] = _manifest_digest(json.loads(json.dumps(manifest)))   # as read back
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _read_manifest(b: Path) -> dict:
+    """manifest.json of build directory b, once it and every file it records (_write_manifest)
+    match their sha256. The check finds damage (a flipped bit, a truncated or half-copied
+    file) and edits by hand; it is no signature: whoever rewrites the digests too is not
+    stopped. A build of version 1 recorded no digests and is refused, not read unchecked
+    (the project is young: export it again). Raises BuildError, one line naming the file and
+    the fix: not a build, manifest.json unreadable or not matching its digest, another
+    version, a file missing, unreadable or not matching its digest."""
+    p = b / MANIFEST
+    if not p.is_file():
+        raise BuildError(f"{b}: not a build directory (no {MANIFEST}); run ahsar-export first")
+    try:
+        m = json.loads(p.read_bytes())
+        ok = isinstance(m, dict) and m.get("manifest_sha256") == _manifest_digest(m)
+    except (OSError, ValueError, RecursionError) as e:   # a UnicodeDecodeError is a ValueError
+        raise BuildError(f"{p}: damaged ({type(e).__name__}: {' '.join(str(e).split())[:100]}); "
+                         f"{REEXPORT}") from None
+    if isinstance(m, dict) and m.get("version") == 1 and "manifest_sha256" not in m:
+        raise BuildError(f"{b}: a build of version 1, written before builds recorded the sha256 of their "
+                         f"files; {REEXPORT}")
+    if not ok:
+        raise BuildError(f"{p}: damaged or edited since the export (its content does not match the sha256 "
+                         f"it records); {REEXPORT}")
+    if m.get("version") != BUILD_VERSION:
+        raise BuildError(f"{b}: build version {m.get('version')!r:.20}; this ahsar-deploy reads version "
+                         f"{BUILD_VERSION}: {REEXPORT}")
+    digests = m.get("file_sha256")
+    if not (isinstance(digests, dict) and all(isinstance(n, str) and n not in ("", "..") and Path(n).name == n
+                                              and isinstance(d, str) for n, d in digests.items())):
+        raise BuildError(f"{p}: file_sha256 is not a map of file names to sha256 digests; {REEXPORT}")
+    for name, want in digests.items():
+        try:
+            got = checkpoint.sha256(b / name)
+        except FileNotFoundError:
+            raise BuildError(f"{b / name}: missing ({MANIFEST} records it); {REEXPORT}") from None
+        except OSError as e:
+            raise BuildError(f"{b / name}: unreadable ({e.strerror or e}); {REEXPORT}") from None
+        if got != want:
+            raise BuildError(f"{b / name}: damaged or edited since the export (its sha256 differs from the one "
+                             f"{MANIFEST} records); {REEXPORT}")
+    return m
 
 def write_source(graph: DeployGraph, path: Path) -> None:
     """The float source model, for `ahsar run` to compare the build with: per layer i,

@@ -39,6 +39,28 @@ def _cli(*args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _reseal(build_dir):
+    """Record the current sha256 of a build's files in its manifest.json, as the export does
+    (build._write_manifest): for a test that edits a build on purpose to test something else.
+    A listed file that is gone is dropped from the manifest's lists."""
+    import json
+    from pathlib import Path
+
+    from ahsar_deploy import build
+    b = Path(build_dir)
+    m = json.loads((b / build.MANIFEST).read_text())
+    m["files"] = [n for n in m["files"] if (b / n).is_file()]
+    m["file_sha256"] = {n: checkpoint.sha256(b / n) for n in m["file_sha256"] if (b / n).is_file()}
+    m["manifest_sha256"] = build._manifest_digest(m)
+    (b / build.MANIFEST).write_text(json.dumps(m, indent=2) + "\n")
+
+
+@pytest.fixture
+def reseal():
+    """reseal(build_dir): the build's edited files recorded as its own (see _reseal)."""
+    return _reseal
+
+
 @pytest.fixture
 def installed():
     """The CLI's signal handling (interrupts.install) for the test, undone after it."""

@@ -5,7 +5,7 @@ import shutil
 import h5py
 
 
-def test_check_passes_then_fails_after_threshold_change(small_build, tmp_path, cli):
+def test_check_passes_then_fails_after_threshold_change(small_build, tmp_path, cli, reseal):
     build = tmp_path / "b"
     shutil.copytree(small_build, build)
     r = cli("energy", build, "--backend", "emulator", "--samples", "60", "--check", "--json", "-q")
@@ -21,6 +21,7 @@ def test_check_passes_then_fails_after_threshold_change(small_build, tmp_path, c
     m = json.loads((changed / "manifest.json").read_text())
     m["layers"][0]["vth_mant"] *= 3
     (changed / "manifest.json").write_text(json.dumps(m))
+    reseal(changed)   # the edit recorded as the build's own (else refused: tests/test_build_digest.py)
     r = cli("energy", changed, "--backend", "emulator", "--samples", "60", "--check")
     assert r.returncode != 0
     assert "sparsity check failed for layer0" in r.stderr.splitlines()[-1]
