@@ -592,6 +592,10 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     order, loops = _chain(graph, where)
     written = None if norse_dt is not None else _written_dt(graph, order, where)
     dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
+    if norse_dt is not None:   # an assumption nothing in the file can confirm: said on the console
+        log.info("%s: tau read as norse's to_nir writes it with dt = %g s, which the file does not record; "
+                 "a graph written with to_nir(..., dt=DT) needs --nir-tau norse:DT (tau_convention="
+                 "'norse:DT')", where, norse_dt)
     snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
     said = graph.metadata.get("reset") if isinstance(graph.metadata, dict) else None
     if said is not None and str(said) != "zero":
