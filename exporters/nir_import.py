@@ -116,6 +116,10 @@ WHY = {
     "Scale": "a scale between layers is not deployed; multiply it into the weights before export",
     "Delay": "synaptic delays are not deployed by this toolchain",
     "Conv1d": "only 2-d convolutions deploy; write a Conv2d with a height of 1",
+    "NoneType": "no NIR node: the writer had none for this module (norse 1.1's to_nir maps LIFCell, "
+                "LIFBoxCell, LIBoxCell, IAFCell, Linear and Conv2d only; LIF, LIFRecurrentCell, LICell, "
+                "LIFAdExCell, LSNNCell and the others become None): use a cell it maps "
+                "(docs/frameworks/norse.md)",
     "NIRGraph": "a nested graph is not deployed: write a recurrent layer flat, as a CubaLIF or LIF with "
                 "one Affine/Linear edge from it back onto itself",
 }
