@@ -48,8 +48,9 @@ def export(model, target: str = "loihi", out_dir: str | Path = "build", *,
     own record, else from spike data when not given (logged: how the array was read).
     dt: seconds per time step of a NIR graph (default: the dt the graph shows, else 1 ms).
     options: force, calib_samples, qat ("auto" | "on" | "off"), refit, tolerance_pp,
-    qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, as the CLI's
-    flags (build.export). Raises DeployError subclasses (BuildError, DatasetError,
+    qat_samples, nir_tau ("seconds" | "norse" | "norse:DT"), strict, encoding, reference
+    (your model's class predictions (M,) on the test split of data, an array or .npy file),
+    as the CLI's flags (build.export). Raises DeployError subclasses (BuildError, DatasetError,
     ModelFileError, UnsupportedLayerError, TargetError, FidelityError) in one line."""
     if not isinstance(model, (str, Path)) and not _build._in_memory_nir(model):
         raise ModelFileError(f"model: a {type(model).__name__}; pass a checkpoint or .nir/.net path, or a "

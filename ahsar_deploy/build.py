@@ -32,7 +32,7 @@ from .errors import BuildError, DatasetError, DeployError, FidelityError, Target
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
 from .passes.check import check, check_size
-from .passes.fidelity import compare, fidelity, warning_line
+from .passes.fidelity import compare, fidelity, source_check, warning_line
 from .passes.fold import fold
 
 log = logging.getLogger(__name__)
@@ -108,17 +108,17 @@ def _open_npy(path: str | Path, where: str) -> np.ndarray:
     return a
 
 
-def load_predictions(path: str | Path | np.ndarray, n: int, n_classes: int) -> np.ndarray:
-    """--reference FILE.npy (or ad.run's reference= array): class predictions (M,)
-    integers in [0, n_classes) that the user's own framework made on the same test split,
-    in order; the first n (M >= n) are returned as int64. Never unpickles. Raises
+def load_predictions(path: str | Path | np.ndarray, n: int | None, n_classes: int) -> np.ndarray:
+    """--reference FILE.npy (or a reference= array): class predictions (M,) integers in
+    [0, n_classes) that the user's own framework made on the same test split, in order;
+    the first n (M >= n; None: all M) are returned as int64. Never unpickles. Raises
     DatasetError naming the file (or "reference"), shape or range; a file and an array
     take the same checks."""
     array = isinstance(path, np.ndarray)
     where = "reference" if array else f"reference predictions {path}"
     a = path if array else _open_npy(path, where)
-    if a.dtype.kind not in "iu" or a.ndim != 1 or len(a) < n:
-        raise DatasetError(f"{where}: dtype {a.dtype}, shape {a.shape}; expected at least {n} integer "
+    if a.dtype.kind not in "iu" or a.ndim != 1 or len(a) < (n or 1):
+        raise DatasetError(f"{where}: dtype {a.dtype}, shape {a.shape}; expected at least {n or 1} integer "
                            f"class indices (M,), one per test sample in order")
     a = np.array(a[:n], dtype=np.int64)
     if a.min(initial=0) < 0 or a.max(initial=0) >= n_classes:
@@ -209,7 +209,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
            refit: bool = True, tolerance_pp: float = 0.5, qat_samples: int = 4096,
            calib: str | Path | None = None, dataset: str | None = None, steps: int | None = None,
            dt_s: float | None = None, nir_tau: str = "seconds", strict: bool = False,
-           encoding: str | None = None) -> dict:
+           encoding: str | None = None, reference: str | Path | np.ndarray | None = None) -> dict:
     """Import -> fold -> calibrate [-> QAT] [-> readout refit] -> check -> emit.
 
     Calibration data: `calib` (a .npy file, see load_calibration) or the training split.
@@ -227,6 +227,11 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     refit are skipped, and the source-vs-build agreement is measured on calibration inputs.
     A Xylo target (hw_targets.XYLO_TARGETS) takes its own flow after the import,
     _export_xylo: no Loihi pass runs on it.
+    reference: the user's model's class predictions (M,) on the test split of `dataset` in
+    order (as `ahsar run --reference`; without labelled data: on the calibration inputs),
+    a .npy file or an array. With it, and with the layers' train_rate, the float graph as
+    read is checked against its model (passes/fidelity.py source_check): a divergence is a
+    finding, "graph differs from its model", which strict=True refuses.
     """
     if qat not in ("auto", "on", "off"):
         raise BuildError(f"--qat must be auto, on or off, not {qat!r}")
@@ -251,6 +256,11 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
                 log.info("%s", _calib_reading(calib))
     name = ds.name if ds is not None else "" if calib is not None else None   # "": calibration data only
     graph = import_graph(model, name, steps, dt_s, nir_tau)
+    if reference is not None:   # checked before any pass runs
+        if hw_targets.is_xylo(target.name):
+            raise BuildError(f"--reference: the comparison with your model's predictions runs on Loihi "
+                             f"builds; {target.name} builds compare with the float model in calibration.json")
+        load_predictions(reference, None, graph.layers[-1].n_out)
     if encoding is not None and ((ds is not None and ds.steps is not None) or calib_steps is not None):
         raise BuildError(f"--encoding {encoding}: the data are spikes already, fed as they are; "
                          f"--encoding says how intensities become spikes")
@@ -332,9 +342,10 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
         log.warning("warning: %s changed your model's weights (validation accuracy: float %.2f %%, deployed "
                     "%.2f %%); --qat off --no-refit deploys them as they are", chosen,
                     100 * acc["float"], 100 * acc[chosen])
-    for f in fid["findings"]:
+    fid["source_check"] = _source_check(graph, runs["float"], val_y is None, ds, x_cal, reference)
+    for f in fid["source_check"]["findings"] + fid["findings"]:
         log.warning("%s", warning_line(f))
-    fid["findings"] = _import_findings(graph) + fid["findings"]   # already warned at import
+    fid["findings"] = _import_findings(graph) + fid["source_check"]["findings"] + fid["findings"]
     if strict:
         _refuse_strict(fid["findings"])
     for r in reports:
@@ -413,6 +424,28 @@ def _data(model, graph: DeployGraph, ds: "data.Dataset | None", calib, calib_sam
         return ds, x_cal, cal_source, x_cal[:VAL_SAMPLES], None
     return (ds, x_cal, cal_source, data.encode(ds.val.x[:VAL_SAMPLES], graph.steps, graph.encoding),
             ds.val.y[:VAL_SAMPLES])
+
+
+def _source_check(graph: DeployGraph, float_runs: list[np.ndarray], unlabelled: bool, ds, x_cal: np.ndarray,
+                  reference) -> dict:
+    """passes/fidelity.py source_check of the float graph as read: its rates on the
+    validation inputs (float_runs, emulator.run's) against the layers' train_rate, and,
+    with `reference`, its predictions on the first min(M, VAL_SAMPLES) test samples of ds
+    (without ds: calibration inputs) against the reference's."""
+    samples = f"{len(float_runs[-1])} {'calibration' if unlabelled else 'validation'} inputs"
+    assumed = graph.notes.get("import", {}).get("dt_from", "")
+    if reference is None:
+        return source_check(graph, float_runs, samples, assumed=assumed)
+    n_classes = graph.layers[-1].n_out
+    ref = load_predictions(reference, None, n_classes)
+    if ds is not None:
+        n = min(len(ref), len(ds.test.y), VAL_SAMPLES)
+        x, what = data.encode(ds.test.x[:n], graph.steps, graph.encoding), f"first {n} test samples of {ds.name}"
+    else:
+        n = min(len(ref), len(x_cal))
+        x, what = x_cal[:n], f"first {n} calibration inputs"
+    pred = emulator.run(graph, x, integer=False)[-1].sum(axis=1).argmax(axis=1)
+    return source_check(graph, float_runs, samples, ref[:n], pred, what, assumed)
 
 
 def _refuse_strict(findings: list[dict]) -> None:

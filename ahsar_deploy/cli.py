@@ -63,7 +63,7 @@ def cmd_export(a) -> dict:
     m = export(a.model, a.target, a.output, force=a.force, calib_samples=a.calib_samples,
                progress=not a.quiet, qat=a.qat, refit=not a.no_refit, calib=a.calib,
                dataset=a.data, steps=a.steps, dt_s=a.dt, nir_tau=a.nir_tau, strict=a.strict,
-               encoding=a.encoding)
+               encoding=a.encoding, reference=a.reference)
     log.info("wrote %s (target %s, %d layers, %d cores) in %.1f s, with what loads on first use (the "
              "compiled loops, the data set, the passes)", a.output, m["target"], len(m["layers"]), m["cores"],
              time.perf_counter() - t0)
@@ -270,6 +270,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="time steps per sample (a .nir graph: needed unless the data are spikes)")
     p.add_argument("--encoding", default=None, choices=("rate", "poisson", "latency"),
                    help="a .nir graph: how intensities become input spikes (default rate)")
+    p.add_argument("--reference", metavar="PREDS.npy", default=None,
+                   help="class predictions (N,) of your own model on the test split of --data, in order: "
+                        "the graph as read must agree with them on 95 %% of the samples, else a finding "
+                        "(--strict refuses it)")
     _nir_args(p)
 
 

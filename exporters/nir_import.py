@@ -72,6 +72,17 @@ tau_convention="norse" reads tau as tau_written / 1e-3 s (to_nir's default dt_w)
 re-discretisation and logged. Such a graph read in seconds is rejected because its tau
 (1e-5 s) is below dt. A leading batch dimension of 1 in the Input type (norse with a
 batched sample) is dropped.
+Under a norse convention a CubaLIF is norse's LIFCell, which is not NIR's CubaLIF:
+lif_feed_forward_step (norse/torch/functional/lif.py) runs
+    i <- i + W x[t];  v <- v + dt tau_mem_inv (v_leak - v + i);  i <- i - dt tau_syn_inv i
+(the input enters the current unscaled, and v sees it on the same step), i.e. Loihi's
+CUBA with gain g = dt tau_mem_inv r w_in: no dt/tau_syn factor (with it, as NIR's ODE
+reads, norse 1.1's default tau_syn_inv = 200 at dt 1 ms gives a 5x weaker input; norse's
+own from_nir also misreads the tau_syn it wrote). LIFBoxCell (LIF), IAFCell (IF) and
+LIBoxCell (LI) follow NIR's equations above. to_nir writes neither v_reset nor
+LIFBoxCell's reset_method, and LIFCell starts at v = v_leak (Loihi at 0): what the file
+cannot show is caught, if at all, by the export's comparison with the rates the model
+had in training (train_rate metadata) or with --reference predictions (build.py).
 """
 from __future__ import annotations
 
@@ -105,6 +116,10 @@ WHY = {
     "Scale": "a scale between layers is not deployed; multiply it into the weights before export",
     "Delay": "synaptic delays are not deployed by this toolchain",
     "Conv1d": "only 2-d convolutions deploy; write a Conv2d with a height of 1",
+    "NoneType": "no NIR node: the writer had none for this module (norse 1.1's to_nir maps LIFCell, "
+                "LIFBoxCell, LIBoxCell, IAFCell, Linear and Conv2d only; LIF, LIFRecurrentCell, LICell, "
+                "LIFAdExCell, LSNNCell and the others become None): use a cell it maps "
+                "(docs/frameworks/norse.md)",
     "NIRGraph": "a nested graph is not deployed: write a recurrent layer flat, as a CubaLIF or LIF with "
                 "one Affine/Linear edge from it back onto itself",
 }
@@ -437,7 +452,9 @@ def _neuron(node, where: str, out_shape, kind: str, dt: float, norse_dt: float |
         w_in = p("w_in")
         if np.any(w_in <= 0):
             raise UnsupportedLayerError(f"{where}: field 'w_in' must be > 0")
-        gain = a_v * r * a_i * w_in
+        # norse's LIFCell (lif_feed_forward_step) adds its input to the current unscaled,
+        # i <- i + W x, where NIR's CubaLIF adds dt/tau_syn w_in W x: no a_i under norse
+        gain = a_v * r * w_in if norse_dt is not None else a_v * r * a_i * w_in
         info.update(a_i=a_i, a_v=a_v)
     elif ntype == "LIF":
         a_v, v_decay = decay("tau", "v_decay", V_DECAY_RANGE)
@@ -579,6 +596,10 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
     order, loops = _chain(graph, where)
     written = None if norse_dt is not None else _written_dt(graph, order, where)
     dt_s, dt_from, notes = _choose_dt(dt_s, norse_dt, written, where)
+    if norse_dt is not None:   # an assumption nothing in the file can confirm: said on the console
+        log.info("%s: tau read as norse's to_nir writes it with dt = %g s, which the file does not record; "
+                 "a graph written with to_nir(..., dt=DT) needs --nir-tau norse:DT (tau_convention="
+                 "'norse:DT')", where, norse_dt)
     snntorch = written is not None and abs(written[0] / SNNTORCH_DT - 1) <= REL_TOL
     said = graph.metadata.get("reset") if isinstance(graph.metadata, dict) else None
     if said is not None and str(said) != "zero":

@@ -31,6 +31,17 @@ current bound lets every recurrent neuron spike at every step too. The measured 
 
 Each finding names the layer, the cause, its size and the fix; build.py prints one
 `warning:` line per finding and `--strict` refuses the build.
+
+source_check, the net under the import: the float graph as read (before any pass)
+against what the model that wrote it did, "graph differs from its model" when
+- a layer's train_rate (the rate its model had in training: a checkpoint's test rates,
+  or the "train_rate" metadata regulate.annotate_nir writes into a snnTorch/norse graph)
+  and the graph's own rate on the export's validation inputs differ by more than
+  RATE_TOLERANCE of train_rate or RATE_FLOOR, whichever is larger, or
+- the user's reference predictions (--reference) and the graph's agree on fewer than
+  REFERENCE_AGREEMENT of the samples.
+Such a graph is not the model (a reset, a dt or a neuron the file does not say), and no
+pass after the import can repair it.
 """
 from __future__ import annotations
 
@@ -46,6 +57,21 @@ WEIGHT_LOSS = 0.5          # share of a neuron's summed |weight| lost to roundin
 THRESHOLD_ERROR = 0.01     # relative error of the rounded threshold
 PREDICTION_AGREEMENT = 0.98   # free-running predictions int vs float, below it: a finding
 SPIKE_AGREEMENT = 0.95        # free-running spikes of a layer (share of neuron-steps), likewise
+# source_check. A correct import reproduces its model's rates up to the data: train_rate is
+# measured on another split (a checkpoint's test split, a user's own choice) than the
+# export's validation inputs. Measured on correct imports (the digits demo's checkpoint,
+# examples/norse_ahsar_loihi.py, examples/snntorch_ahsar_loihi.py, tests/
+# test_frameworks_norse.py): within 6 % relative; the broken ones (a norse graph read at
+# the wrong dt, norse LIFCell read as NIR's CubaLIF, snnTorch's subtract reset) are off by
+# 40 % to 10x. 25 % is the sparsity check's tolerance (energy_report.RATE_TOLERANCE); the
+# floor keeps a nearly silent layer (rate 0.004 vs 0.002) from counting as a divergence.
+RATE_TOLERANCE = 0.25      # relative to train_rate
+RATE_FLOOR = 0.01          # spikes per neuron per step, absolute
+REFERENCE_AGREEMENT = 0.95  # share of samples where the graph predicts the user's reference class
+SOURCE_CAUSES = ("a reset the file does not say (snnTorch's default reset_mechanism=\"subtract\"; norse's "
+                 "v_reset or reset_method, which to_nir does not write), the dt the writer used (norse's "
+                 "to_nir(..., dt=DT) is read with --nir-tau norse:DT), or a neuron the NIR node does not "
+                 "describe (docs/frameworks/)")
 
 
 def _u_bound(q: Layer, steps: int, target: LoihiTarget) -> float:
@@ -189,3 +215,47 @@ def fidelity(folded: DeployGraph, quantized: DeployGraph, spikes: np.ndarray,
 def warning_line(finding: dict) -> str:
     """One line for stderr: layer, cause, size, fix."""
     return f"warning: {finding['layer']}: {finding['cause']}: {finding['detail']}; fix: {finding['fix']}"
+
+
+def source_check(graph: DeployGraph, spikes: list[np.ndarray], samples: str,
+                 reference: np.ndarray | None = None, predicted: np.ndarray | None = None,
+                 ref_samples: str = "", assumed: str = "") -> dict:
+    """Does the float graph as read behave like the model that wrote it?
+
+    graph: the imported (or checkpoint's) float graph; spikes: its per-layer spikes
+    (N, T, n_out) bool on the inputs `samples` names (emulator.run). reference (M,) int64:
+    the user's model's predicted classes on the inputs ref_samples names, predicted (M,)
+    int64: the graph's on the same inputs. assumed: how the import read the time constants
+    (notes["import"]["dt_from"]), quoted in the finding. Rates are spikes per neuron per
+    step. Returns {"layers": [{"layer", "train_rate", "rate", "tolerance", "ok"}],
+    "reference": {"samples", "agreement"} or None, "findings": [...]} (JSON-ready);
+    tolerances: module docstring."""
+    layers, findings = [], []
+    how = f" (time constants read with {assumed})" if assumed else ""
+    for l, s in zip(graph.layers, spikes):
+        rate, train = float(np.mean(s)), l.train_rate
+        row = {"layer": l.name, "train_rate": train, "rate": rate, "tolerance": None, "ok": None}
+        layers.append(row)
+        if train is not None:
+            row["tolerance"] = tol = max(RATE_TOLERANCE * train, RATE_FLOOR)
+            row["ok"] = abs(rate - train) <= tol
+            if not row["ok"]:
+                findings.append({
+                    "layer": l.name, "cause": "graph differs from its model", "size": round(rate - train, 4),
+                    "detail": f"the graph does not behave like the model that wrote it: {l.name} fires at "
+                              f"{rate:.3f} spikes per neuron per step on the {samples}{how}, its model at "
+                              f"{train:.3f} in training (train_rate; tolerance {tol:.3f})",
+                    "fix": f"likely {SOURCE_CAUSES}; deploy the model the graph describes, or fix the graph"})
+    ref = None
+    if reference is not None:
+        agree = float(np.mean(np.asarray(reference) == np.asarray(predicted)))
+        ref = {"samples": ref_samples, "agreement": agree}
+        if agree < REFERENCE_AGREEMENT:
+            last = graph.layers[-1].name
+            findings.append({
+                "layer": last, "cause": "graph differs from its model", "size": round(1 - agree, 4),
+                "detail": f"the graph does not behave like the model that wrote it: it predicts the "
+                          f"reference's class on {agree:.1%} of the {ref_samples}{how} (at least "
+                          f"{REFERENCE_AGREEMENT:.0%} expected)",
+                "fix": f"likely {SOURCE_CAUSES}; deploy the model the graph describes, or fix the graph"})
+    return {"layers": layers, "reference": ref, "findings": findings}
