@@ -290,10 +290,10 @@ def energy(build: str | Path, x: np.ndarray | None = None, *, data: str | Path |
     report["targets"] = compare_targets(graph, counters, len(xs), spikes)
     report["sparsity_check"] = check_sparsity(report, graph)
     stem = "energy" if model.name == graph.target else f"energy-{model.name}"   # another chip: its own files
-    for fname, text in ((f"{stem}.json", json.dumps(report, indent=2) + "\n"), (f"{stem}.md", markdown(report))):
-        with interrupts.atomic_path(Path(build) / fname) as tmp:
-            tmp.write_text(text)
-    plot(report, Path(build) / f"{stem}.png")
+    with interrupts.atomic_paths(*(Path(build) / f"{stem}.{ext}" for ext in ("json", "md", "png"))) as tmp:
+        tmp[0].write_text(json.dumps(report, indent=2) + "\n")   # all three replaced together, or none
+        tmp[1].write_text(markdown(report))
+        plot(report, tmp[2])
     return report
 
 

@@ -28,7 +28,7 @@ from exporters import lava as lava_exporter
 from exporters import nir as nir_exporter
 
 from . import checkpoint, checks, data, emulator, interrupts, kernels
-from .errors import BuildError, DatasetError, DeployError, FidelityError, TargetError
+from .errors import BuildError, DatasetError, DeployError, FidelityError, TargetError, write_error
 from .ir import DeployGraph, Layer
 from .passes.calibrate import calibrate
 from .passes.check import check, check_size
@@ -459,7 +459,8 @@ def _refuse_strict(findings: list[dict]) -> None:
 def _write_build(out: Path, write) -> None:
     """Write a build atomically: write(tmp) fills a temporary sibling directory of `out`,
     which then replaces `out` (_replace_dir). On any failure the temporary directory is
-    removed and `out` is untouched; an OSError becomes BuildError."""
+    removed and `out` is untouched; an OSError becomes errors.WriteError naming the file
+    (or `out`) and the cause (no space left, read-only, permission)."""
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -471,9 +472,9 @@ def _write_build(out: Path, write) -> None:
         if tmp is not None:
             with interrupts.held():
                 shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            what = "write the build" if tmp is not None else "create the build directory"
-            raise BuildError(f"{out}: cannot {what} ({e.strerror or e}); nothing was changed") from None
+        if isinstance(e, OSError):   # the file in the build it was writing, else the build
+            inside = tmp is not None and e.filename and Path(e.filename).parent == tmp
+            raise write_error(e, out / Path(e.filename).name if inside else out, out) from None
         raise
 
 

@@ -7,6 +7,7 @@ Only light standard modules are imported before main() installs the signal handl
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -155,8 +156,10 @@ def cmd_events(a) -> dict:
     if len(size) != 3:
         raise DeployError(f"--sensor-size {a.sensor_size!r}: expected W,H,P (e.g. 34,34,2 for N-MNIST)")
     arrays = events_to_frames(a.events, size, a.steps, a.bin_us)
-    with interrupts.atomic_path(a.output) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)   # uncompressed (memory-mapped when read); a file object: no ".npz" added
+    buf = io.BytesIO()   # in memory first (runs.save): a failed write is then one plain OSError
+    np.savez(buf, **arrays)   # uncompressed (memory-mapped when read); a file object: no ".npz" added
+    with interrupts.atomic_path(a.output) as tmp:
+        tmp.write_bytes(buf.getvalue())
     shapes = {k: list(v.shape) for k, v in arrays.items()}
     log.info("wrote %s: %s", a.output, ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
     return {"output": str(a.output), "shapes": shapes}
@@ -518,6 +521,12 @@ def _dispatch(args) -> int:
     except Exception as e:  # a bug, not bad input: still one line; AHSAR_DEBUG=1 re-raises
         if os.environ.get("AHSAR_DEBUG"):
             raise
+        from .errors import WRITE_ERRNOS, os_error_cause
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:   # not bad input either: a full or read-only disk
+            cause, fix = os_error_cause(e)
+            print(f"ahsar {args.cmd}: error: cannot write {e.filename or 'an output'}: {cause}: {fix}",
+                  file=sys.stderr)
+            return 1
         print(f"ahsar {args.cmd}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
               f"(please report; AHSAR_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2

@@ -451,7 +451,7 @@ def check_sparsity(report: dict, graph: DeployGraph, band: tuple[float, float] =
 
 
 def plot(report: dict, path) -> None:
-    """PNG, three panels: per-layer firing rate against the band and training; energy by
+    """PNG at `path`, three panels: per-layer firing rate against the band and training; energy by
     operation type per layer; energy per inference on each chip against the ANN baseline."""
     import matplotlib
     matplotlib.use("Agg")
@@ -495,7 +495,6 @@ def plot(report: dict, path) -> None:
     c.set_title("SNN on each chip vs ANN baseline (45 nm)")
     fig.tight_layout()
     try:
-        with interrupts.atomic_path(path) as tmp:   # never a half-written PNG
-            fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(path, dpi=100, format="png")   # api.energy writes it with energy.json, .md (atomic_paths)
     finally:
         plt.close(fig)

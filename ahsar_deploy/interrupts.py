@@ -139,37 +139,66 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     from it work); rename it to `path` when the block completes, delete it otherwise.
 
     A reader sees the old file or the complete new one, never a partial one; a signal
-    recorded before the rename (:func:`check`) drops the new file. Raises OSError if the
-    directory cannot be written (the parent is created first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        with held():
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_umask())   # as open() would create it, not mkstemp's 0600
+    recorded before the rename (:func:`check`) drops the new file. Raises
+    errors.WriteError naming `path` and the cause (no space left, read-only, permission)
+    for an OSError while writing (the parent is created first). atomic_paths for several."""
+    with atomic_paths(path) as (tmp,):
         yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """atomic_path for files written together (e.g. energy.json, .md and .png): one
+    temporary file beside each, all renamed into place only once the block completes,
+    all deleted otherwise, so a failure leaves every previous file as it was. Raises
+    errors.WriteError for an OSError, naming the output it was writing (the block's
+    error's file name when it is one of the temporary files, else all of them)."""
+    from .errors import write_error
+    outs, tmps = [Path(p) for p in paths], []
+    try:
+        for path in outs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with held():
+                fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
+                os.close(fd)
+                tmps.append(Path(name))
+            os.chmod(tmps[-1], 0o666 & ~_umask())   # as open() would create it, not mkstemp's 0600
+        yield tmps
         with held():
             check()
-            os.replace(tmp, path)
-    except BaseException:
-        if tmp is not None:
-            with held():
+            for tmp, path in zip(tmps, outs):
+                os.replace(tmp, path)
+    except BaseException as e:
+        with held():
+            for tmp in tmps:
                 tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            if len(tmps) < len(outs):   # creating the temporary file of this one failed
+                named = outs[len(tmps)]
+            else:
+                named = {str(t): p for t, p in zip(tmps, outs)}.get(str(e.filename), ", ".join(map(str, outs)))
+            raise write_error(e, named) from None
         raise
 
 
 @contextlib.contextmanager
 def temporary_directory(prefix: str) -> Iterator[Path]:
     """A scratch directory under the system's temporary folder (TMPDIR), created and
-    removed whatever happens, signals held over both."""
+    removed whatever happens, signals held over both. Raises errors.WriteError naming the
+    folder if it cannot be created, or for a full, read-only or forbidden write in the block."""
+    from .errors import WRITE_ERRNOS, WriteError, os_error_cause
     tmp = None
     try:
         with held():
             tmp = Path(tempfile.mkdtemp(prefix=prefix))
         yield tmp
+    except OSError as e:   # also tempfile's "No usable temporary directory" (ENOENT), which hides the cause
+        if tmp is not None and e.errno not in WRITE_ERRNOS:
+            raise
+        where = tmp.parent if tmp is not None else os.environ.get("TMPDIR") or "/tmp"
+        cause = os_error_cause(e)[0] if e.errno in WRITE_ERRNOS else "no writable folder (full or read-only?)"
+        raise WriteError(f"cannot write a temporary folder in {where}: {cause}; free space there or "
+                         f"set TMPDIR to another folder") from None
     finally:
         if tmp is not None:
             with held():

@@ -19,6 +19,7 @@ against the build before use):
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +93,11 @@ def save(build: str | Path, backend: str, keys: np.ndarray, spikes: list[np.ndar
     """Write (atomically) keys (M,) |S16 and per-layer spikes (M, T, n_l) 0/1."""
     p = path(build, backend)
     arrays = {f"layer{i}": np.packbits(np.asarray(s, dtype=bool), axis=-1) for i, s in enumerate(spikes)}
+    buf = io.BytesIO()   # in memory first: numpy's zip left open by a failed write complains when freed
+    np.savez_compressed(buf, keys=np.asarray(keys, dtype="S16"), build=np.array(build_key(build), dtype="S16"),
+                        **arrays)
     with interrupts.atomic_path(p) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, keys=np.asarray(keys, dtype="S16"),
-                                build=np.array(build_key(build), dtype="S16"), **arrays)
+        tmp.write_bytes(buf.getvalue())
     return p
 
 

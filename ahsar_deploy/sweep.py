@@ -670,10 +670,9 @@ def run_trials(trials: list[Trial], out_dir: str | Path, address: str | None = N
                "trials": [results[t.id] for t in unique], "reused": reused, "ran": [t.id for t in todo],
                "wall_seconds": time.perf_counter() - t0}
     out.mkdir(parents=True, exist_ok=True)
-    with interrupts.atomic_path(out / "sweep.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    with interrupts.atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(table(summary))
+    with interrupts.atomic_paths(out / "sweep.json", out / "sweep.md") as tmp:   # both or neither
+        tmp[0].write_text(json.dumps(summary, indent=1) + "\n")
+        tmp[1].write_text(table(summary))
     log.info("sweep: %d trials (%d reused, %d run) in %.1f s; wrote %s and %s", len(unique), len(reused),
              len(todo), summary["wall_seconds"], out / "sweep.json", out / "sweep.md")
     return summary

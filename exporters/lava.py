@@ -33,6 +33,7 @@ recurrent layer).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -53,7 +54,10 @@ CHUNK = 1000
 
 
 def write_netx(graph: DeployGraph, path: str | Path) -> None:
-    with h5py.File(path, "w") as f:
+    """Write the integer graph as lava-dl netx HDF5 (model.net) to `path`; built in memory
+    and written by Python, as exporters/nir.py write does (h5py on a full disk crashes)."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
         sim = f.create_group("simulation")   # as slayer's export_hdf5 writes it; netx ignores it,
         sim.create_dataset("Ts", data=1.0)   # netx_import reads the steps back from it
         sim.create_dataset("tSample", data=int(graph.steps))
@@ -91,6 +95,7 @@ def write_netx(graph: DeployGraph, path: str | Path) -> None:
             for key, val in (("iDecay", l.i_decay), ("vDecay", l.v_decay), ("vThMant", l.vth),
                              ("refDelay", 1), ("gradedSpike", False)):
                 nrn.create_dataset(key, data=val)
+    Path(path).write_bytes(buf.getvalue())
 
 
 def _worker(net_path: str, in_path: str, out_path: str, steps: int) -> None:
@@ -205,7 +210,9 @@ def run_many(jobs: list[tuple[str | Path, np.ndarray, int]], timeout_s: float = 
         args = []
         for i, (build_dir, spikes, steps) in enumerate(jobs):
             in_path, out_path = os.path.join(tmp, f"in{i}.npz"), os.path.join(tmp, f"out{i}.npz")
-            np.savez(in_path, spikes=np.asarray(spikes).astype(np.uint8))
+            buf = io.BytesIO()   # in memory first (numpy's zip left open by a failed write complains when freed)
+            np.savez(buf, spikes=np.asarray(spikes).astype(np.uint8))
+            Path(in_path).write_bytes(buf.getvalue())
             args.append([str(Path(build_dir) / "model.net"), in_path, out_path, int(steps)])
         cmd = [sys.executable, "-c",
                "import sys, json; from exporters.lava import _worker\n"
