@@ -477,8 +477,10 @@ def _import_findings(graph: DeployGraph, x: np.ndarray | None = None) -> list[di
         for f in out:
             if nir_import.DELAYED_RESET in f["detail"]:
                 f["size"] = round(size, 4)
-                f["detail"] += (f"; on the {len(x)} calibration samples {size:.1%} of these layers' neuron-steps "
-                                "differ from snnTorch's (" + ", ".join(f"{k} {v:.1%}" for k, v in per.items()) + ")")
+                measured = (f"on the {len(x)} calibration samples {size:.1%} of these layers' neuron-steps "
+                            "differ from snnTorch's (" + ", ".join(f"{k} {v:.1%}" for k, v in per.items()) + ")")
+                f["detail"] += "; " + measured
+                log.warning("warning: snnTorch's delayed reset to zero: %s", measured)
     return out + [{"layer": l["layer"], "cause": "decay moved", "size": None, "detail": n, "fix": fix}
                   for l in imp.get("layers", []) for n in l.get("decay_notes", [])]
 

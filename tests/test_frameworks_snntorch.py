@@ -25,8 +25,8 @@ import pytest
 torch = pytest.importorskip("torch")
 snn = pytest.importorskip("snntorch")
 from snntorch import utils as snn_utils
-from snntorch.functional import quant
 from snntorch.export_nir import export_to_nir
+from snntorch.functional import quant
 
 from ahsar_deploy import build, emulator
 from ahsar_deploy.errors import DeployError, FidelityError
