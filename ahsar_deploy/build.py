@@ -345,7 +345,7 @@ def export(model: str | Path, target_name: str, out_dir: str | Path, force: bool
     fid["source_check"] = _source_check(graph, runs["float"], val_y is None, ds, x_cal, reference)
     for f in fid["source_check"]["findings"] + fid["findings"]:
         log.warning("%s", warning_line(f))
-    fid["findings"] = _import_findings(graph) + fid["source_check"]["findings"] + fid["findings"]
+    fid["findings"] = _import_findings(graph, x_cal) + fid["source_check"]["findings"] + fid["findings"]
     if strict:
         _refuse_strict(fid["findings"])
     for r in reports:
@@ -538,16 +538,33 @@ def _export_xylo(model, graph: DeployGraph, target, out: Path, ds, calib, calib_
     return manifest
 
 
-def _import_findings(graph: DeployGraph) -> list[dict]:
+def _import_findings(graph: DeployGraph, x: np.ndarray | None = None) -> list[dict]:
     """What the NIR import changed and warned about (exporters/nir_import.py: a decay moved
     to the nearest legal value, a writer's reset that NIR cannot say) as fidelity findings,
-    so calibration.json lists them and --strict refuses them."""
+    so calibration.json lists them and --strict refuses them. x: calibration spikes (N, T,
+    F); with them, layers deployed in place of snnTorch's delayed reset to zero (import
+    report's snntorch_delayed_reset) get the measured size: the fraction of their
+    neuron-steps (float model, x) that differ from snnTorch's neuron."""
     imp = graph.notes.get("import", {})
     if imp.get("format") != "nir":   # netx notes are ignored fields and zero biases: no effect
         return []
     fix = "see the detail; --strict refuses the build"
     out = [{"layer": "import", "cause": "import semantics", "size": None, "detail": n, "fix": fix}
            for n in imp.get("notes", [])]
+    delayed = {l["layer"] for l in imp.get("layers", []) if l.get("snntorch_delayed_reset")}
+    if delayed and x is not None:     # how much snnTorch's delayed reset to zero changes, measured
+        from exporters import nir_import
+        pairs = [(l.name, w != g) for l, w, g in zip(graph.layers, emulator.run_float_snntorch_delayed(
+            graph, x, delayed), emulator.run(graph, x, integer=False)) if l.name in delayed]
+        per = {k: float(d.mean()) for k, d in pairs}
+        size = sum(int(d.sum()) for _, d in pairs) / sum(d.size for _, d in pairs)
+        for f in out:
+            if nir_import.DELAYED_RESET in f["detail"]:
+                f["size"] = round(size, 4)
+                measured = (f"on the {len(x)} calibration samples {size:.1%} of these layers' neuron-steps "
+                            "differ from snnTorch's (" + ", ".join(f"{k} {v:.1%}" for k, v in per.items()) + ")")
+                f["detail"] += "; " + measured
+                log.warning("warning: snnTorch's delayed reset to zero: %s", measured)
     return out + [{"layer": l["layer"], "cause": "decay moved", "size": None, "detail": n, "fix": fix}
                   for l in imp.get("layers", []) for n in l.get("decay_notes", [])]
 

@@ -151,6 +151,41 @@ def _layer_float(layer: Layer, x: np.ndarray, ranges: dict) -> np.ndarray:
     return out
 
 
+def run_float_snntorch_delayed(graph: DeployGraph, spikes: np.ndarray, delayed: set[str]) -> list[np.ndarray]:
+    """The float model, but the layers named in `delayed` reset as snnTorch 1.0's Synaptic,
+    RSynaptic and RLeaky do with reset_mechanism="zero" and reset_delay=True: on the step
+    after a spike v is 0, that step's input included (snntorch/_neurons/synaptic.py
+    _base_zero, mem[t] = (beta mem[t-1] + syn[t]) (1 - (mem[t-1] > threshold)); u is not
+    reset); the other layers as layer_float. spikes (N, T, F) 0/1 -> per-layer spikes
+    (N, T, n_out) bool. Used to measure what deploying such a layer with Loihi's reset
+    changes (exporters/nir_import.py DELAYED_RESET; tests/test_frameworks_snntorch.py
+    checks it against snnTorch spike for spike)."""
+    out, h = [], spikes
+    for layer in graph.layers:
+        if layer.name not in delayed:
+            h = layer_float(layer, h)
+            out.append(h)
+            continue
+        _zero_reset(layer)
+        cur = layer.synaptic_input(h)
+        du, dv = 1.0 - layer.i_decay / 4096.0, 1.0 - layer.v_decay / 4096.0
+        th = layer.neuron_thresholds()
+        rec = None if layer.recurrent is None else np.asarray(layer.recurrent, dtype=np.float64).T
+        u = np.zeros((cur.shape[0], cur.shape[2]))
+        v, s = np.zeros_like(u), np.zeros(u.shape, dtype=bool)
+        h = np.zeros(cur.shape, dtype=bool)
+        for t in range(cur.shape[1]):
+            interrupts.check()
+            u = du * u + cur[:, t] + (0.0 if rec is None else s @ rec)
+            v = dv * v + u + (0.0 if layer.bias is None else layer.bias)
+            v[s] = 0.0                  # the step after a spike: v and this step's input zeroed
+            s = v > th
+            v[s] = 0.0
+            h[:, t] = s
+        out.append(h)
+    return out
+
+
 def _trunc_decay(x: np.ndarray, keep: int) -> np.ndarray:
     """x * keep / 4096 rounded toward zero (sign * (|x*keep| >> 12))."""
     y = x * keep

@@ -60,7 +60,14 @@ The time step a graph was written for (dt_s None: not given by the user):
 - snnTorch's Leaky and Synaptic default to reset_mechanism="subtract" (v -= threshold;
   .venv/.../snntorch/_neurons/leaky.py, neurons.py); NIR has no such field and
   export_to_nir writes v_reset = 0, so a graph with snnTorch's signature (dt_g = 1e-4 s)
-  gets a logged warning, also in notes["import"]["notes"].
+  gets a logged warning, also in notes["import"]["notes"]. With metadata reset "zero",
+  Leaky deploys exactly (leaky.py _base_zero zeroes mem[t-1] only: Loihi's reset), but
+  Synaptic, RSynaptic and RLeaky with reset_delay=True (their default) zero the whole new
+  membrane, that step's input included, on the step after a spike (DELAYED_RESET): a
+  warning names their nodes (CubaLIF; LIF with a loop), and the report's layer entry has
+  snntorch_delayed_reset (ahsar_deploy/build.py measures the difference). With
+  reset_delay=False snnTorch resets at the spike, Loihi's neuron exactly; the user says so
+  with metadata reset_delay = 0 (NIR has no field for it; docs/frameworks/snntorch.md).
 
 norse 1.1 to_nir (.venv/.../norse/torch/utils/export_nir.py, to_nir(..., dt=0.001))
 writes LIFCell as CubaLIF(tau_mem = dt/tau_mem_inv, tau_syn = dt/tau_syn_inv, r = 1,
@@ -124,6 +131,15 @@ WHY = {
                 "one Affine/Linear edge from it back onto itself",
 }
 NEURONS = ("CubaLIF", "LIF", "IF")
+# snnTorch 1.0 Synaptic/RSynaptic/RLeaky, reset_mechanism="zero", reset_delay=True (the default):
+# snntorch/_neurons/synaptic.py _base_zero: mem[t] = (beta mem[t-1] + syn[t]) (1 - r[t]), with
+# r[t] = mem[t-1] > threshold and syn[t] = alpha syn[t-1] + x[t] not reset (rsynaptic.py the
+# same, rleaky.py: mem[t] = (beta mem[t-1] + x[t] + V s[t-1]) (1 - r[t])); Leaky's
+# (leaky.py) zeroes mem[t-1] only, and reset_delay=False zeroes mem at the spike: both Loihi's.
+DELAYED_RESET = ("snnTorch's Synaptic, RSynaptic and RLeaky with reset_mechanism=\"zero\" and reset_delay=True "
+                 "(their default) zero the membrane and that step's input on the step after a spike (they "
+                 "cannot spike twice in a row); Loihi's neuron here resets v to 0 at the spike and "
+                 "integrates the next step's input, so spikes differ.")
 # dt/tau within this relative distance of 1 is tau = dt. float32 holds a number to 2**-24
 # (6e-8) relative, so a tau written in float32 (snnTorch's Leaky(beta=0) for dt = 1e-4:
 # tau = 9.99999975e-05 in float64) is tau = dt; 1e-6 leaves room for a few such roundings
@@ -610,13 +626,32 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
         raise ModelFileError(f"{where}: metadata reset {str(said)[:40]!r}: the value this importer reads is "
                              "\"zero\" (or leave it out)")
     said_zero = said is not None
+    delay = _reset_delay(graph.metadata.get("reset_delay") if isinstance(graph.metadata, dict) else None, where)
+    # snnTorch's neurons whose reset "zero" with reset_delay=True (the default) is not Loihi's:
+    # Synaptic and RSynaptic (CubaLIF) and RLeaky (a LIF with a loop); Leaky's (a LIF without one)
+    # is not. RSynaptic (CubaLIF with a loop) always: its reset_delay=False resets a local variable
+    # (rsynaptic.py forward: `mem = mem - do_reset * mem`), so it never takes effect.
+    rsyn = [k for k in order if snntorch and _name(graph.nodes[k]) == "CubaLIF" and k in loops]
+    delayed = [k for k in order if k in rsyn or (snntorch and delay is not False and (
+        _name(graph.nodes[k]) == "CubaLIF" or (_name(graph.nodes[k]) == "LIF" and k in loops)))]
     if snntorch and not said_zero:
+        fix = ('reset_mechanism="zero", reset_delay=False' if delayed else 'reset_mechanism="zero"')
+        say = ('graph.metadata["reset"] = "zero" and graph.metadata["reset_delay"] = 0' if delayed
+               else 'graph.metadata["reset"] = "zero"')
         notes.append(f"{written[1]} at dt = 1e-4 s, as snnTorch's export_to_nir writes Leaky/Synaptic: "
                      "the deployed neurons reset to zero (v <- 0 after a spike), but snnTorch's default "
                      "reset_mechanism=\"subtract\" subtracts the threshold, which NIR cannot express; "
                      "unless the network was trained with reset_mechanism=\"zero\", spikes and accuracy "
-                     "differ: train with reset_mechanism=\"zero\" in snnTorch, and say so with "
-                     "graph.metadata[\"reset\"] = \"zero\" before nir.write")
+                     f"differ: train with {fix} in snnTorch, and say so with {say} before nir.write")
+    elif delayed:
+        nodes_said = ", ".join(f"{k!r} ({_name(graph.nodes[k])}{' with a loop' if k in loops else ''})"
+                               for k in delayed)
+        notes.append(f"node(s) {nodes_said}: {DELAYED_RESET} Fix: train with reset_delay=False (snnTorch then "
+                     "resets at the spike, which is Loihi's neuron exactly) and say so with "
+                     "graph.metadata[\"reset_delay\"] = 0 before nir.write"
+                     + (f"; not for RSynaptic ({', '.join(map(repr, rsyn))}): snnTorch 1.0's RSynaptic "
+                        "ignores reset_delay=False (its forward resets a local variable), so use Synaptic "
+                        "or RLeaky there" if rsyn else ""))
     for note in notes:
         log.warning("warning: %s: %s", where, note)
     nodes = graph.nodes
@@ -702,6 +737,7 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                            "i_decay_exact": 4096 * nrn["a_i"] if "a_i" in nrn else None,
                            "v_decay_exact": 4096 * nrn["a_v"] if "a_v" in nrn else None,
                            "decay_notes": nrn["notes"],
+                           "snntorch_delayed_reset": said_zero and k in delayed,
                            "pools_fused": [[kk, mode] for _, kk, mode in syn["pools"]]})
             syn = None
         elif nt == "Output":
@@ -721,6 +757,19 @@ def _from_graph(graph, *, dataset, steps, dt_s, tau_convention, where, source_sh
                        notes={"import": {"format": "nir", "dt_s": float(dt_s), "dt_from": dt_from,
                                          "tau_convention": tau_convention, "notes": notes,
                                          "input_shape": list(in_shape), "layers": report}})
+
+
+def _reset_delay(v, where: str) -> bool | None:
+    """graph.metadata["reset_delay"]: what the user says snnTorch's reset_delay was (0/1,
+    False/True; HDF5 gives scalars back as arrays); None if absent. Raises ModelFileError."""
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(-1)[0]
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_, int, np.integer)) and v in (0, 1):
+        return bool(v)
+    raise ModelFileError(f"{where}: metadata reset_delay {str(v)[:40]!r}: expected 0 or 1 (snnTorch's "
+                         "reset_delay=False or True), or leave it out")
 
 
 def _affine_bias(node, at: str, n: int) -> np.ndarray | None:

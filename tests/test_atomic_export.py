@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ahsar_deploy import build
-from ahsar_deploy.errors import BuildError
+from ahsar_deploy.errors import WriteError
 
 
 def _snapshot(d: pathlib.Path) -> dict:
@@ -60,7 +60,7 @@ def test_failure_while_writing_keeps_the_old_build(small_model, old_build, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(build.lava_exporter, "write_netx", full_disk)
-    with pytest.raises(BuildError, match="No space left on device"):
+    with pytest.raises(WriteError, match="no space left on device"):
         build.export(small_model, "loihi", old_build, force=True, calib_samples=16, progress=False)
     assert _snapshot(old_build) == before
     assert os.listdir(old_build.parent) == ["b"]
