@@ -462,6 +462,10 @@ def _write_build(out: Path, write) -> None:
     removed and `out` is untouched; an OSError becomes errors.WriteError naming the file
     (or `out`) and the cause (no space left, read-only, permission)."""
     tmp = None
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise BuildError(f"cannot create the build directory {out}: {blocking} is a file, not a folder; "
+                         f"choose another -o")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with interrupts.held():   # a signal now arrives after `tmp` is set: it is removed below

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from ahsar_deploy import checkpoint, interrupts
+from ahsar_deploy.errors import WriteError
 
 BIN = pathlib.Path(sys.executable).parent
 TRIALS = 14
@@ -77,7 +78,7 @@ def test_atomic_path_keeps_the_old_file_when_a_signal_came(installed, tmp_path):
 
 def test_atomic_path_cleans_up_after_a_failing_writer(tmp_path):
     target = tmp_path / "energy.png"
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="no space left on device"):   # an OSError, named (errors.write_error)
         with interrupts.atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
             raise OSError(28, "No space left on device")
